@@ -1,0 +1,1 @@
+"""Testing helpers for graphc users and for graphc itself: Hypothesis strategies."""

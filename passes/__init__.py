@@ -1,0 +1,1 @@
+"""Compiler passes and analyses over :class:`graphc.Graph` (imported as ``graphc.passes``)."""
