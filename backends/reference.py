@@ -131,6 +131,7 @@ RULES: dict[str, Rule] = {
     "slice": lambda x, a, t: np.take(x[0], np.arange(a["start"], a["stop"]), axis=a["axis"]),
     "concat": lambda x, a, t: np.concatenate(x, axis=a["axis"]),
     "full": lambda x, a, t: np.full(a["shape"], a["value"], dtype=to_numpy(a["dtype"])),
+    "const": lambda x, a, t: np.asarray(a["values"], dtype=np.float64).reshape(a["shape"]),
     # reductions
     "sum": _reduce(np.sum),
     "mean": _reduce(np.mean),

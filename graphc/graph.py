@@ -71,6 +71,10 @@ class Graph:
     def _leaves_of(self, op: str) -> dict[str, Tensor]:
         return {t.name: t for t in self._nodes if t.op == op and t.name is not None}
 
+    def leaf(self, name: str) -> Tensor | None:
+        """The input, param or state called ``name``, or None (constant time)."""
+        return self._leaves.get(name)
+
     @property
     def inputs(self) -> dict[str, Tensor]:
         """Inputs (fed at every run), name -> tensor."""
@@ -365,6 +369,14 @@ class Graph:
         """A constant tensor."""
         return self.apply("full", (), {"shape": tuple(shape), "value": value, "dtype": dtype},
                           name)
+
+    def const(self, values: Sequence[float], shape: Sequence[int] | None = None,
+              dtype: str = "f32", *, name: str | None = None) -> Tensor:
+        """A small literal tensor (default shape: a vector of the values)."""
+        vals = [v.item() if hasattr(v, "item") else v for v in values]
+        return self.apply("const", (), {"values": tuple(vals),
+                                        "shape": (len(vals),) if shape is None else tuple(shape),
+                                        "dtype": dtype}, name)
 
     # --------------------------------------------------------------------- reductions
     def sum(self, x: Tensor, axis: int = -1, keepdims: bool = False, *,

@@ -9,6 +9,7 @@ keyed by op name; nothing here computes values.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ Kind = Literal[
     "leaf", "elementwise", "rowwise", "reduction", "contraction", "view", "gather",
     "scatter", "attention", "other",
 ]
-AttrKind = Literal["int", "float", "bool", "str", "ints", "dtype"]
+AttrKind = Literal["int", "float", "bool", "str", "ints", "numbers", "dtype"]
 
 MAX_ELEMENTS = 2**40
 """No tensor may hold more elements than this: larger shapes are typos, not models."""
@@ -544,6 +545,24 @@ register(OpDef("full", 0, _infer_full, "other",
                doc="A constant tensor filled with value."))
 
 
+def _infer_const(shapes: list[Shape], dtypes: list[str], attrs: Attrs) -> tuple[Shape, str]:
+    shape = check_shape(attrs["shape"])
+    values = attrs["values"]
+    if len(values) != math.prod(shape):
+        raise OpError(f"const of shape {list(shape)} needs {math.prod(shape)} values, got "
+                      f"{len(values)}")
+    if attrs["dtype"] in ("i32", "bool") and any(float(v) != int(v) for v in values):
+        raise OpError(f"a {attrs['dtype']} const needs whole numbers")
+    return shape, attrs["dtype"]
+
+
+register(OpDef("const", 0, _infer_const, "other",
+               attrs={"values": AttrSpec("numbers"), "shape": AttrSpec("ints"),
+                      "dtype": AttrSpec("dtype", "f32")},
+               doc="A small constant given by its values in row-major order (row indices, "
+                   "masks); large data belongs in params."))
+
+
 # ----------------------------------------------------------------------------- attributes
 
 
@@ -571,6 +590,13 @@ def check_attr_value(kind: AttrKind, value: Any) -> Any:
         if isinstance(value, str) and value in DTYPES:
             return value
         raise OpError(f"expected a dtype name (one of {list(DTYPES)}), got {value!r}")
+    elif kind == "numbers":
+        if isinstance(value, list | tuple) and all(
+            isinstance(v, int | float | np.integer | np.floating)
+            and not isinstance(v, bool | np.bool_) for v in value
+        ):
+            return tuple(v if isinstance(v, int) else float(v) for v in value)
+        raise OpError(f"expected a list of numbers, got {value!r}")
     elif kind == "ints":
         if isinstance(value, list | tuple) and all(
             isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_) for v in value
@@ -612,7 +638,31 @@ def resolve_attrs(
 def infer(
     op_name: str, shapes: list[Shape], dtypes: list[str], attrs: Mapping[str, Any]
 ) -> tuple[dict[str, Any], Shape, str]:
-    """Check an op application and compute (canonical attrs, shape, dtype); raises OpError."""
+    """Check an op application and compute (canonical attrs, shape, dtype); raises OpError.
+
+    A pure function of its arguments, so results are memoized: models repeat the same
+    (op, attributes, operand types) many times over.
+    """
+    try:
+        key = (op_name, tuple(attrs.items()), tuple(shapes), tuple(dtypes))
+        hash(key)
+    except TypeError:  # an unhashable attribute value: nothing to memoize, check it as is
+        return _infer(op_name, shapes, dtypes, attrs)
+    full, shape, dtype = _infer_memo(key)
+    return dict(full), shape, dtype
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _infer_memo(
+    key: tuple[str, tuple[tuple[str, Any], ...], tuple[Shape, ...], tuple[str, ...]],
+) -> tuple[dict[str, Any], Shape, str]:
+    op_name, attr_items, shapes, dtypes = key
+    return _infer(op_name, list(shapes), list(dtypes), dict(attr_items))
+
+
+def _infer(
+    op_name: str, shapes: list[Shape], dtypes: list[str], attrs: Mapping[str, Any]
+) -> tuple[dict[str, Any], Shape, str]:
     op = get_op(op_name)
     if op.arity is not None and len(shapes) != op.arity:
         raise OpError(f"{op_name} takes {op.arity} operand(s), got {len(shapes)}")

@@ -57,6 +57,24 @@ class Tensor:
         init(self, "dtype", dtype)
         init(self, "name", name)
 
+    @classmethod
+    def _trusted(
+        cls, graph: Graph, op: str, inputs: tuple[Tensor, ...], attrs: Mapping[str, AttrValue],
+        shape: Shape, dtype: str, name: str | None,
+    ) -> Tensor:
+        """Construct from parts that are already canonical (a tuple of inputs, a frozen
+        attribute mapping, a tuple shape): the fast path passes use to copy valid nodes."""
+        t = object.__new__(cls)
+        init = object.__setattr__
+        init(t, "graph", graph)
+        init(t, "op", op)
+        init(t, "inputs", inputs)
+        init(t, "attrs", attrs)
+        init(t, "shape", shape)
+        init(t, "dtype", dtype)
+        init(t, "name", name)
+        return t
+
     def __setattr__(self, key: str, value: object) -> None:
         raise AttributeError(f"Tensor is immutable: cannot set {key!r}; build a new node instead")
 

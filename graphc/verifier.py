@@ -34,11 +34,16 @@ def problems(g: Graph) -> list[GraphError]:
     from graphc.text import node_lines
 
     found: list[GraphError] = []
-    lines = node_lines(g)
+    printed: dict[Tensor, str] = {}
+
+    def line_of(t: Tensor) -> str:
+        if not printed:  # printing is costly: only when there is a problem to report
+            printed.update(node_lines(g))
+        return printed.get(t, repr(t))
 
     def bad(msg: str, t: Tensor | None = None, fix: str | None = None) -> None:
-        ir_line = lines.get(t) if t is not None else None
-        found.append(GraphError(msg, node=t, fix=fix, ir_line=ir_line))
+        found.append(GraphError(msg, node=t, fix=fix,
+                                ir_line=line_of(t) if t is not None else None))
 
     position: dict[Tensor, int] = {}
     for k, t in enumerate(g.nodes):
@@ -59,7 +64,7 @@ def problems(g: Graph) -> list[GraphError]:
                 cyc = _cycle(g)
                 if cyc:
                     cycle_reported = True
-                    path = " -> ".join(f"%{lines[c].split(' ')[0][1:]}" for c in cyc)
+                    path = " -> ".join(line_of(c).split(" ")[0] for c in cyc)
                     bad(f"cycle: {path}", t, fix="a value cannot depend on itself")
                 else:
                     bad(f"operand {j} is used before its definition", t,

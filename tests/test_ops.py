@@ -109,6 +109,8 @@ CASES: list[Case] = [
     ("max", lambda g, a: g.max(a, axis=1), [A], lambda x: x.max(1)),
     ("argmax", lambda g, a: g.argmax(a), [A], lambda x: x.argmax(-1)),
     ("full", lambda g, a: g.add(a, g.full((3, 4), 1.5)), [A], lambda x: x + 1.5),
+    ("const", lambda g, a: g.mul(a, g.const([1, 2, 3, 4.5], (1, 4))), [A],
+     lambda x: x * np.array([[1, 2, 3, 4.5]])),
 ]
 
 

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from graphc.dtypes import to_numpy
 from graphc.graph import Graph
 from graphc.tensor import Tensor
+from graphc.testing.data import index_bounds, random_array
 
 UNARY = ("neg", "relu", "tanh", "sigmoid", "silu", "gelu")
 BINARY = ("add", "sub", "mul", "maximum")
@@ -157,36 +157,16 @@ def graphs(
     return g
 
 
-def _array_for(t: Tensor, draw: st.DrawFn, rows_bound: dict[str, int]) -> np.ndarray:
-    seed = draw(st.integers(0, 2**32 - 1))
-    rng = np.random.default_rng(seed)
-    if t.dtype == "i32":
-        hi = max(rows_bound.get(t.name or "", 1), 1)
-        return rng.integers(0, hi, size=t.shape).astype(np.int32)
-    if t.dtype == "bool":
-        return rng.random(t.shape) < 0.5
-    return rng.uniform(-2.0, 2.0, size=t.shape).astype(to_numpy(t.dtype))
-
-
-def _index_bounds(g: Graph) -> dict[str, int]:
-    bounds: dict[str, int] = {}
-    for t in g.nodes:
-        if t.op in ("get_rows", "set_rows"):
-            idx = t.inputs[1]
-            if idx.op == "input" and idx.name is not None:
-                rows = t.inputs[0].shape[0]
-                bounds[idx.name] = min(bounds.get(idx.name, rows), rows)
-    return bounds
-
-
 @st.composite
 def inputs_for(draw: st.DrawFn, g: Graph) -> dict[str, Any]:
     """Arrays for every input of ``g``; i32 index inputs stay in range of every source."""
-    bounds = _index_bounds(g)
-    return {n: _array_for(t, draw, bounds) for n, t in g.inputs.items()}
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    bounds = index_bounds(g)
+    return {n: random_array(t, rng, bounds.get(n)) for n, t in g.inputs.items()}
 
 
 @st.composite
 def params_for(draw: st.DrawFn, g: Graph) -> dict[str, Any]:
     """Arrays for every param of ``g``."""
-    return {n: _array_for(t, draw, {}) for n, t in g.params.items()}
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    return {n: random_array(t, rng) for n, t in g.params.items()}

@@ -1,0 +1,1 @@
+"""Runnable examples, importable as ``graphc.examples`` (the Qwen-style model lives here)."""

@@ -1,0 +1,52 @@
+"""Random data for a graph's leaves: finite floats, in-range distinct indices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from graphc.dtypes import to_numpy
+from graphc.graph import Graph
+from graphc.tensor import Tensor
+
+
+def index_bounds(g: Graph) -> dict[str, int]:
+    """For each i32 input used as row indices (``get_rows``, ``set_rows``) or positions
+    (``rope``, ``attention``), the exclusive upper bound that keeps it in range."""
+    bounds: dict[str, int] = {}
+
+    def bound(idx: Tensor, n: int) -> None:
+        if idx.op == "input" and idx.name is not None:
+            bounds[idx.name] = min(bounds.get(idx.name, n), n)
+
+    for t in g.nodes:
+        if t.op in ("get_rows", "set_rows"):
+            bound(t.inputs[1], t.inputs[0].shape[0])
+        elif t.op == "attention":
+            bound(t.inputs[3], t.inputs[1].shape[0])
+    return bounds
+
+
+def random_array(t: Tensor, rng: np.random.Generator, bound: int | None = None) -> np.ndarray:
+    """Values for one leaf: floats uniform in [-2, 2); i32 indices distinct in
+    ``[0, bound)`` where possible (so ``set_rows`` never writes one row twice)."""
+    if t.dtype == "i32":
+        hi = max(bound if bound is not None else 8, 1)
+        if t.ndim == 1 and t.shape[0] <= hi:
+            return np.sort(rng.choice(hi, size=t.shape[0], replace=False)).astype(np.int32)
+        return rng.integers(0, hi, size=t.shape).astype(np.int32)
+    if t.dtype == "bool":
+        return rng.random(t.shape) < 0.5
+    return rng.uniform(-2.0, 2.0, size=t.shape).astype(to_numpy(t.dtype))
+
+
+def random_feeds(g: Graph, seed: int = 0) -> tuple[dict[str, Any], dict[str, Any],
+                                                    dict[str, Any]]:
+    """(inputs, params, states) for ``g`` from one seed."""
+    rng = np.random.default_rng(seed)
+    bounds = index_bounds(g)
+    inputs = {n: random_array(t, rng, bounds.get(n)) for n, t in g.inputs.items()}
+    params = {n: random_array(t, rng) for n, t in g.params.items()}
+    states = {n: random_array(t, rng) for n, t in g.states.items()}
+    return inputs, params, states

@@ -1,0 +1,51 @@
+"""Common-subexpression elimination."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from graphc.passes.base import Pass, register_pass
+from graphc.passes.rewrite import Rebuilder
+
+from graphc.graph import Graph
+from graphc.tensor import Tensor
+
+
+def _key(t: Tensor, ins: tuple[Tensor, ...]) -> tuple[Any, ...]:
+    return (t.op, tuple(id(i) for i in ins), tuple(sorted(t.attrs.items())), t.shape, t.dtype)
+
+
+def cse(g: Graph) -> Graph:
+    """Merge nodes with the same op, attributes and (merged) operands into one.
+
+    Leaves are never merged (they are distinct values) and neither are in-place nodes
+    (each owns the buffer it writes). The first node keeps its name. Returns a new graph.
+    """
+    rb = Rebuilder(g)
+    seen: dict[tuple[Any, ...], Tensor] = {}
+    for t in g.nodes:
+        if t.is_leaf:
+            continue
+        ins = tuple(rb.map[i] for i in t.inputs)
+        if t.inplace:
+            rb.map[t] = rb.copy(t, ins)
+            continue
+        key = _key(t, ins)
+        found = seen.get(key)
+        if found is None:
+            found = seen[key] = rb.copy(t, ins)
+        rb.map[t] = found
+    return rb.finish()
+
+
+@register_pass
+@dataclass
+class CSE(Pass):
+    """Common-subexpression elimination."""
+
+    name = "cse"
+    summary = "merge identical nodes (same op, attributes and operands)"
+
+    def run(self, g: Graph) -> Graph:
+        return cse(g)
