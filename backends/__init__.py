@@ -1,4 +1,5 @@
-"""Executors and lowerings: ``reference`` (NumPy), and more as they land.
+"""Executors and lowerings: ``reference`` (NumPy, value semantics) and ``arena`` (NumPy
+inside the byte arena of a memory plan).
 
 Backends are found by name through :func:`get_backend`, imported only when asked for.
 """
@@ -13,6 +14,7 @@ from graphc.errors import GraphError
 
 BACKENDS: dict[str, str] = {
     "reference": "graphc.backends.reference",
+    "arena": "graphc.backends.arena",
 }
 
 

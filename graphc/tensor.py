@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -16,6 +17,7 @@ Shape = tuple[int, ...]
 AttrValue = Any  # int | float | bool | str | tuple[AttrValue, ...]
 
 LEAF_OPS: frozenset[str] = frozenset({"input", "param", "state"})
+_UIDS = itertools.count()
 
 
 class Tensor:
@@ -28,7 +30,7 @@ class Tensor:
     itself checks nothing.
     """
 
-    __slots__ = ("attrs", "dtype", "graph", "inputs", "name", "op", "shape")
+    __slots__ = ("attrs", "dtype", "graph", "inputs", "name", "op", "shape", "uid")
 
     op: str
     inputs: tuple[Tensor, ...]
@@ -37,6 +39,7 @@ class Tensor:
     dtype: str
     name: str | None
     graph: Graph
+    uid: int  # a serial number unique in the process: identity that survives printing
 
     def __init__(
         self,
@@ -56,6 +59,7 @@ class Tensor:
         init(self, "shape", tuple(shape))
         init(self, "dtype", dtype)
         init(self, "name", name)
+        init(self, "uid", next(_UIDS))
 
     @classmethod
     def _trusted(
@@ -73,6 +77,7 @@ class Tensor:
         init(t, "shape", shape)
         init(t, "dtype", dtype)
         init(t, "name", name)
+        init(t, "uid", next(_UIDS))
         return t
 
     def __setattr__(self, key: str, value: object) -> None:

@@ -1,0 +1,99 @@
+"""The arena backend: NumPy over one byte arena laid out exactly as a memory plan says.
+
+Every tensor lives at its planned bytes: views are strided windows onto their source,
+in-place results overwrite their operand, a reused buffer really is reused. It behaves
+like a ggml-style runtime, so an unsafe plan gives the same wrong numbers a real runtime
+would. :meth:`ArenaExecutable.read_buffer` reads any tensor's bytes after a run, the way a
+ggml user reads ``tensor->data``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from graphc.backends.reference import evaluate_node
+from graphc.passes.aliasing import check_aliasing
+from graphc.passes.memory import MemoryPlan, plan_memory
+
+from graphc.dtypes import to_numpy
+from graphc.errors import AliasError, GraphError
+from graphc.executable import Executable
+from graphc.graph import Graph
+from graphc.ops import contiguous_strides
+from graphc.reads import Reads
+from graphc.tensor import Tensor
+
+
+class ArenaExecutable(Executable):
+    """Runs a graph inside the byte regions of its memory plan (``exe.plan``)."""
+
+    backend = "arena"
+
+    def __init__(self, graph: Graph, params: Mapping[str, Any] | None, reads: Reads,
+                 states: Mapping[str, Any] | None, plan: MemoryPlan) -> None:
+        super().__init__(graph, params, reads, states)
+        self.plan = plan
+        self.regions = {
+            "arena": np.zeros(max(plan.arena_bytes, 1), np.uint8),
+            "state": np.zeros(max(plan.state_bytes, 1), np.uint8),
+            "param": np.zeros(max(plan.param_bytes, 1), np.uint8),
+        }
+        for name, t in graph.params.items():
+            self.view(t)[...] = self.params[name]
+        for name, t in graph.states.items():
+            self.view(t)[...] = self.state[name]
+
+    def view(self, t: Tensor) -> np.ndarray:
+        """A NumPy view of ``t``'s planned bytes (writable; no copy)."""
+        p = self.plan.placements[t]
+        strides = p.strides or contiguous_strides(t.shape)
+        return np.ndarray(t.shape, dtype=to_numpy(t.dtype), buffer=self.regions[p.region],
+                          offset=p.offset, strides=tuple(s * t.itemsize for s in strides))
+
+    def read_buffer(self, t: Tensor) -> np.ndarray:
+        """A copy of what ``t``'s bytes hold now -- after a run, what a runtime that
+        handed out this buffer would show (right or wrong)."""
+        if t not in self.plan.placements:
+            raise GraphError(f"{t!r} is not a tensor of this executable's graph")
+        return self.view(t).copy()
+
+    def _execute(self, inputs: dict[str, Any], state: dict[str, Any]
+                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+        g = self.graph
+        for name, t in g.inputs.items():
+            self.view(t)[...] = inputs[name]
+        for t in self.plan.order:
+            p = self.plan.placements[t]
+            if t.is_leaf or p.view_of is not None:
+                continue  # leaves were written above; a view is only a window
+            value = evaluate_node(t, [self.view(o) for o in t.inputs])
+            self.view(t)[...] = value
+        outputs = {n: self.read_buffer(t) for n, t in g.outputs.items() if n in self.reads}
+        new_state: dict[str, Any] = {}
+        for s, v in g.assigns.items():
+            value = self.read_buffer(v)
+            self.view(s)[...] = value  # a no-op copy when the update was planned in place
+            new_state[s.name] = value  # type: ignore[index]
+        return outputs, new_state
+
+
+def build(graph: Graph, params: Any, reads: Reads, states: Any = None, *,
+          plan: MemoryPlan | None = None, check: bool = True, strategy: str = "greedy-by-size",
+          schedule: str = "input", **options: Any) -> ArenaExecutable:
+    """Backend entry point: plan (unless ``plan`` is given), check unless ``check=False``,
+    and return the executable."""
+    if options:
+        raise GraphError(f"the arena backend takes no option {sorted(options)[0]!r}")
+    if plan is None:
+        from graphc.passes.schedule import schedule as make_order
+
+        plan = plan_memory(graph, order=make_order(graph, schedule), reads=dict(reads.rows),
+                           strategy=strategy)
+    if check:
+        found = check_aliasing(graph, plan, dict(reads.rows))
+        if found:
+            raise AliasError(found, f"memory plan for @{graph.name} is not safe: "
+                                    f"{len(found)} violation(s)")
+    return ArenaExecutable(graph, params, reads, states, plan)

@@ -1,0 +1,454 @@
+"""Memory planning: liveness, in-place reuse, and offsets in one arena.
+
+A :class:`MemoryPlan` is plain data -- an order, a placement per tensor, region sizes, the
+fingerprint of the graph it was made for -- so the aliasing checker can judge a plan made
+by graphc or by anyone else.
+
+Regions: ``param`` (weights, read-only, laid out once), ``state`` (persistent buffers such
+as a KV cache, reused by nothing else) and ``arena`` (inputs, intermediates and outputs,
+whose bytes are reused once a value is dead).
+
+Strategies:
+
+- ``greedy-by-size`` (offline, the default): liveness knows every reader, including
+  outputs and tensors read after the run (``reads``). Buffers are placed largest first at
+  the lowest offset that no buffer live at the same time occupies.
+- ``best-fit-in-order`` (the online allocator of ggml-style runtimes): walks the order,
+  puts each result in the best-fitting free block, frees a buffer after its last in-graph
+  reader, and computes in place when the parent has one reader and is not an output. Like
+  ggml, it knows nothing about readers outside the graph except the output flag. It is
+  here to compare against and to reproduce real-world bugs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from bisect import insort
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from graphc.errors import GraphError
+from graphc.graph import Graph
+from graphc.ops import OP_TABLE, contiguous_strides, view_layout
+from graphc.reads import ReadsArg
+from graphc.tensor import Tensor
+
+Region = Literal["arena", "state", "param"]
+STRATEGIES = ("greedy-by-size", "best-fit-in-order")
+END = 1 << 62  # "after the run" when no order length is at hand
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one tensor's bytes are: ``region``, byte ``offset`` of its first element,
+    ``nbytes`` spanned, element ``strides`` (None: dense row-major). ``view_of``: the
+    tensor this one is a view of; ``inplace_of``: the operand whose bytes it overwrites."""
+
+    region: Region
+    offset: int
+    nbytes: int
+    view_of: Tensor | None = None
+    inplace_of: Tensor | None = None
+    strides: tuple[int, ...] | None = None
+
+
+@dataclass
+class MemoryPlan:
+    """A memory plan for one graph (see the module doc)."""
+
+    graph_name: str
+    order: list[Tensor]
+    placements: dict[Tensor, Placement]
+    arena_bytes: int
+    state_bytes: int
+    param_bytes: int
+    lower_bound_bytes: int
+    fingerprint: str
+    strategy: str = "custom"
+    alignment: int = 64
+    kept: frozenset[Tensor] = field(default_factory=frozenset)
+
+    @property
+    def ratio(self) -> float:
+        """Arena bytes over the lower bound (1.0 is optimal for this order)."""
+        return self.arena_bytes / self.lower_bound_bytes if self.lower_bound_bytes else 1.0
+
+    @property
+    def inplace_pairs(self) -> list[tuple[Tensor, Tensor]]:
+        """(result, operand) for every in-place write."""
+        return [(t, p.inplace_of) for t, p in self.placements.items() if p.inplace_of is not None]
+
+    def summary(self) -> str:
+        """One line: strategy, arena, lower bound, ratio, in-place writes."""
+        return (f"{self.strategy}: arena {self.arena_bytes:,} B, lower bound "
+                f"{self.lower_bound_bytes:,} B (ratio {self.ratio:.3f}), "
+                f"{len(self.inplace_pairs)} in-place writes, state {self.state_bytes:,} B")
+
+
+def fingerprint(g: Graph) -> str:
+    """A digest of ``g``'s nodes by identity (``uid``), op, type and operands, and of its
+    outputs and state updates: any rebuilt or re-marked graph gets a new fingerprint."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(g.name.encode())
+    for t in g._nodes:
+        h.update(f"|{t.uid}:{t.op}:{t.dtype}{t.shape}:".encode())
+        h.update(",".join(str(i.uid) for i in t.inputs).encode())
+    for name, t in g._outputs.items():
+        h.update(f"|out {name}={t.uid}".encode())
+    for s, v in g._assigns.items():
+        h.update(f"|assign {s.uid}={v.uid}".encode())
+    return h.hexdigest()
+
+
+def _align(n: int, a: int) -> int:
+    return (n + a - 1) // a * a
+
+
+def check_order(g: Graph, order: Sequence[Tensor]) -> list[Tensor]:
+    """``order`` as a list after checking it holds each node of ``g`` once, topologically."""
+    order = list(order)
+    seen: set[Tensor] = set()
+    nodes = set(g._nodes)
+    for t in order:
+        if t not in nodes:
+            raise GraphError(f"order contains {t!r}, which is not a node of @{g.name}")
+        if t in seen:
+            raise GraphError(f"order lists {t!r} twice")
+        for i in t.inputs:
+            if i not in seen:
+                raise GraphError(f"order is not topological: {t!r} comes before its operand "
+                                 f"{i!r}")
+        seen.add(t)
+    if len(order) != len(nodes):
+        raise GraphError(f"order has {len(order)} nodes, the graph {len(nodes)}")
+    return order
+
+
+def external_reads(g: Graph, reads: ReadsArg) -> set[Tensor]:
+    """Tensors the caller reads after the run: read outputs, and tensors named in
+    ``reads`` that are not outputs (taps). Unlike compile(), taps are not refused here."""
+    if reads is None:
+        return set(g.outputs.values())
+    if isinstance(reads, str):
+        from graphc.reads import parse_reads
+
+        reads = parse_reads(reads)
+    keys = reads.keys() if isinstance(reads, Mapping) else reads
+    by_name = {t.name: t for t in g._nodes if t.name is not None}
+    out: set[Tensor] = set()
+    for k in keys:
+        if isinstance(k, Tensor):
+            out.add(k)
+        elif k in g._outputs:
+            out.add(g._outputs[k])
+        elif k in by_name:
+            out.add(by_name[k])
+        else:
+            raise GraphError(f"read {k!r} is neither an output nor a named tensor of @{g.name}")
+    return out
+
+
+def lifetimes(order: Sequence[Tensor], view_src: Mapping[Tensor, Tensor], keep: set[Tensor]
+              ) -> tuple[dict[Tensor, int], dict[Tensor, int]]:
+    """(def step, last step) of every value in ``order``.
+
+    Leaves are defined at step -1 (before the run). A value's last step is that of its last
+    reader, or of the last reader of any view of it (views keep their source alive); values
+    in ``keep`` live to ``len(order)`` (after the run).
+    """
+    step: dict[Tensor, int] = {}
+    for i, t in enumerate(order):
+        step[t] = -1 if t.is_leaf else i
+    last = dict(step)
+    for t in order:
+        s = step[t]
+        for o in t.inputs:
+            if last[o] < s:
+                last[o] = s
+    end = len(order)
+    for t in keep:
+        last[t] = end
+    for t in reversed(order):
+        src = view_src.get(t)
+        if src is not None and last[src] < last[t]:
+            last[src] = last[t]
+    return step, last
+
+
+@dataclass
+class _Buffer:
+    region: Region
+    size: int
+    start: int
+    end: int
+    members: list[Tensor]
+    offset: int = -1
+
+
+Layout = tuple[int, tuple[int, ...]]  # (element offset, element strides) of a view
+
+
+def _views(order: Sequence[Tensor]) -> tuple[dict[Tensor, Tensor], dict[Tensor, Layout]]:
+    """Which view-op nodes can alias their source (and their element offset and strides)."""
+    view_src: dict[Tensor, Tensor] = {}
+    layout: dict[Tensor, Layout] = {}
+    for t in order:
+        if t.op in OP_TABLE and OP_TABLE[t.op].view is not None:
+            src = t.inputs[0]
+            src_off, src_strides = layout.get(src, (0, contiguous_strides(src.shape)))
+            got = view_layout(t.op, src.shape, src_strides, t.attrs)
+            if got is not None:
+                view_src[t] = src
+                layout[t] = (src_off + got[0], got[1])
+    return view_src, layout
+
+
+def _buffers(
+    g: Graph, order: list[Tensor], keep: set[Tensor], ggml: bool, inplace: bool
+) -> tuple[list[_Buffer], dict[Tensor, _Buffer], dict[Tensor, Tensor],
+           dict[Tensor, tuple[int, tuple[int, ...]]], dict[Tensor, Tensor]]:
+    """Group values into buffers: an in-place chain shares one buffer, views live in their
+    source's. Returns (buffers, buffer of each tensor, view sources, view layouts,
+    in-place operand of each in-place result)."""
+    view_src, layout = _views(order)
+    step, last = lifetimes(order, view_src, keep)
+    root: dict[Tensor, _Buffer] = {}
+    n_readers: dict[Tensor, int] = {t: 0 for t in order}
+    for t in order:
+        for o in t.inputs:
+            n_readers[o] += 1
+    assigned = {v: s for s, v in g._assigns.items()}
+
+    def root_value(t: Tensor) -> Tensor:
+        while t in view_src:
+            t = view_src[t]
+        return t
+
+    buffers: list[_Buffer] = []
+    inplace_of: dict[Tensor, Tensor] = {}
+    for t in order:
+        if t in view_src:
+            continue
+        region: Region = "param" if t.op == "param" else "state" if t.op == "state" else "arena"
+        u = t.inputs[0] if t.inputs else None
+        join = False
+        if u is not None and OP_TABLE.get(t.op) is not None and OP_TABLE[t.op].inplace:
+            if t.inplace:
+                join = True
+            elif inplace and u not in view_src and (u.shape, u.dtype) == (t.shape, t.dtype):
+                ub = root[u]
+                others_alias = any(root.get(root_value(o)) is ub and o is not u
+                                   for o in t.inputs[1:])
+                if ub.region == "state":
+                    # a state updated in place: only by the value assigned to it
+                    join = (assigned.get(t) is not None and ub.members[0] is assigned[t]
+                            and last[u] == step[t] and not others_alias)
+                elif ub.region == "arena" and u.op != "input" and u not in keep \
+                        and not others_alias:
+                    join = (n_readers[u] == 1) if ggml else (last[u] == step[t])
+        if join and u is not None:
+            b = root[root_value(u)]
+            b.members.append(t)
+            b.end = max(b.end, last[t])
+            root[t] = b
+            inplace_of[t] = u
+            continue
+        b = _Buffer(region, t.nbytes, step[t], last[t], [t])
+        buffers.append(b)
+        root[t] = b
+    for t in order:  # views share their root's buffer and extend its life
+        if t in view_src:
+            b = root[root_value(t)]
+            root[t] = b
+            b.end = max(b.end, last[t])
+    return buffers, root, view_src, layout, inplace_of
+
+
+def arena_lower_bound(g: Graph, order: Sequence[Tensor], reads: ReadsArg = None,
+                      inplace: bool = True) -> int:
+    """The lower bound the greedy planner reports for ``order``, without placing anything."""
+    order = list(order)
+    keep = set(g._outputs.values()) | external_reads(g, reads)
+    buffers = _buffers(g, order, keep, False, inplace)[0]
+    return lower_bound([b for b in buffers if b.region == "arena"], len(order))
+
+
+def plan_memory(
+    g: Graph,
+    order: Sequence[Tensor] | None = None,
+    reads: ReadsArg = None,
+    strategy: str = "greedy-by-size",
+    inplace: bool = True,
+    alignment: int = 64,
+) -> MemoryPlan:
+    """Plan every tensor of ``g`` (see the module doc).
+
+    ``order``: a topological order (default: the graph's). ``reads``: what the caller reads
+    after the run, outputs and taps alike (default: every output). ``inplace``: let the
+    planner write results in place where that is legal (nodes marked ``inplace=True``
+    always are). Returns a :class:`MemoryPlan`.
+    """
+    if strategy not in STRATEGIES:
+        raise GraphError(f"unknown planning strategy {strategy!r}", fix=f"use one of {STRATEGIES}")
+    order = check_order(g, order if order is not None else g._nodes)
+    ggml = strategy == "best-fit-in-order"
+    keep = set(g._outputs.values()) if ggml else set(g._outputs.values()) | external_reads(g, reads)
+    buffers, root, view_src, layout, inplace_of = _buffers(g, order, keep, ggml, inplace)
+
+    def root_value(t: Tensor) -> Tensor:
+        while t in view_src:
+            t = view_src[t]
+        return t
+
+    arena = [b for b in buffers if b.region == "arena"]
+    if ggml:
+        arena_bytes = _best_fit_in_order(arena, alignment)
+    else:
+        arena_bytes = _greedy_by_size(arena, alignment)
+    sizes = {"state": 0, "param": 0}
+    for b in buffers:
+        if b.region != "arena":
+            b.offset = _align(sizes[b.region], alignment)
+            sizes[b.region] = b.offset + b.size
+
+    placements: dict[Tensor, Placement] = {}
+    for t in order:
+        b = root[t]
+        if t in view_src:
+            base = placements[root_value(t)]
+            off, strides = layout[t]
+            extent = 1 + sum((d - 1) * s for d, s in zip(t.shape, strides, strict=True))
+            span = t.itemsize * extent if t.size else 0
+            placements[t] = Placement(b.region, base.offset + off * t.itemsize, span,
+                                      view_of=view_src[t], strides=strides)
+        else:
+            placements[t] = Placement(b.region, b.offset, t.nbytes, inplace_of=inplace_of.get(t))
+    return MemoryPlan(
+        graph_name=g.name, order=order, placements=placements, arena_bytes=arena_bytes,
+        state_bytes=sizes["state"], param_bytes=sizes["param"],
+        lower_bound_bytes=lower_bound(arena, len(order)), fingerprint=fingerprint(g),
+        strategy=strategy, alignment=alignment, kept=frozenset(keep),
+    )
+
+
+def lower_bound(buffers: Sequence[_Buffer], n_steps: int) -> int:
+    """The largest sum of bytes of buffers live at the same step."""
+    events: list[tuple[int, int]] = []
+    for b in buffers:
+        events.append((b.start, b.size))
+        events.append((b.end + 1, -b.size))
+    events.sort()
+    best = cur = 0
+    i = 0
+    while i < len(events):
+        s = events[i][0]
+        while i < len(events) and events[i][0] == s:
+            cur += events[i][1]
+            i += 1
+        best = max(best, cur)
+    return best
+
+
+def _time_overlaps(bufs: Sequence[_Buffer]) -> list[list[int]]:
+    """For each buffer, the indices of the buffers whose lifetimes intersect its own."""
+    idx = sorted(range(len(bufs)), key=lambda i: bufs[i].start)
+    active: list[tuple[int, int]] = []  # heap of (end, index)
+    out: list[list[int]] = [[] for _ in bufs]
+    for i in idx:
+        b = bufs[i]
+        while active and active[0][0] < b.start:
+            heapq.heappop(active)
+        for _, j in active:
+            out[i].append(j)
+            out[j].append(i)
+        heapq.heappush(active, (b.end, i))
+    return out
+
+
+def _greedy_by_size(bufs: list[_Buffer], alignment: int) -> int:
+    """Place buffers largest first at the lowest aligned offset free over their lifetime."""
+    overlaps = _time_overlaps(bufs)
+    order = sorted(range(len(bufs)), key=lambda i: (-bufs[i].size, bufs[i].start))
+    top = 0
+    for i in order:
+        b = bufs[i]
+        taken = sorted((bufs[j].offset, bufs[j].offset + bufs[j].size)
+                       for j in overlaps[i] if bufs[j].offset >= 0)
+        off = 0
+        for lo, hi in taken:
+            if lo >= off + b.size:
+                break
+            off = max(off, _align(hi, alignment))
+        b.offset = off
+        top = max(top, off + b.size)
+    return _align(top, alignment) if top else 0
+
+
+def _best_fit_in_order(bufs: list[_Buffer], alignment: int) -> int:
+    """Online best fit: allocate at each buffer's first step, free after its last."""
+    free: list[tuple[int, int]] = []  # (offset, size), sorted by offset
+    top = 0
+    starts: dict[int, list[_Buffer]] = {}
+    ends: dict[int, list[_Buffer]] = {}
+    for b in bufs:
+        starts.setdefault(b.start, []).append(b)
+        ends.setdefault(b.end, []).append(b)
+    for s in sorted(set(starts) | set(ends)):
+        for b in starts.get(s, []):
+            need = _align(b.size, alignment) or alignment
+            best = -1
+            for k, (_, size) in enumerate(free):
+                if size >= need and (best < 0 or size < free[best][1]):
+                    best = k
+            if best >= 0:
+                off, size = free.pop(best)
+                if size > need:
+                    insort(free, (off + need, size - need))
+            elif free and free[-1][0] + free[-1][1] == top:  # grow the last free block
+                off = free.pop()[0]
+                top = off + need
+            else:
+                off = top
+                top += need
+            b.offset = off
+        for b in ends.get(s, []):
+            need = _align(b.size, alignment) or alignment
+            insort(free, (b.offset, need))
+            merged: list[tuple[int, int]] = []
+            for off, size in free:
+                if merged and merged[-1][0] + merged[-1][1] == off:
+                    merged[-1] = (merged[-1][0], merged[-1][1] + size)
+                else:
+                    merged.append((off, size))
+            free = merged
+    return top
+
+
+def placement_of(plan: MemoryPlan, t: Tensor) -> Placement:
+    """The placement of ``t``; GraphError when the plan has none."""
+    try:
+        return plan.placements[t]
+    except KeyError:
+        raise GraphError(f"the plan has no placement for {t!r}") from None
+
+
+def plan_to_dict(plan: MemoryPlan, g: Graph) -> dict[str, Any]:
+    """The plan as JSON-ready data, tensors named by their text-format names."""
+    from graphc.naming import ssa_names
+
+    names = ssa_names(g)
+    return {
+        "graph": plan.graph_name, "strategy": plan.strategy, "fingerprint": plan.fingerprint,
+        "arena_bytes": plan.arena_bytes, "state_bytes": plan.state_bytes,
+        "param_bytes": plan.param_bytes, "lower_bound_bytes": plan.lower_bound_bytes,
+        "order": [names[t] for t in plan.order],
+        "placements": {
+            names[t]: {"region": p.region, "offset": p.offset, "nbytes": p.nbytes,
+                       **({"view_of": names[p.view_of]} if p.view_of is not None else {}),
+                       **({"inplace_of": names[p.inplace_of]} if p.inplace_of is not None else {}),
+                       **({"strides": list(p.strides)} if p.strides is not None else {})}
+            for t, p in plan.placements.items()
+        },
+    }
