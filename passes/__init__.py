@@ -4,19 +4,23 @@ Passes (registered by name for pipelines): ``dce``, ``dead-outputs{reads=...}``,
 ``prune-rows{reads=...}``, ``cse``, ``fold``. Functions: :func:`dce`,
 :func:`dead_outputs`, :func:`prune_rows`, :func:`cse`, :func:`fold`,
 :func:`optimize_for_reads`; analysis :func:`cost`. Run pipelines with
-:class:`PassManager`.
+:class:`PassManager`. Memory: :func:`schedule`, :func:`plan_memory`,
+:func:`check_aliasing`.
 """
 
 from __future__ import annotations
 
+from graphc.passes.aliasing import Violation, assert_safe, check_aliasing
 from graphc.passes.base import PASSES, Pass, function_pass, make_pass, register_pass
 from graphc.passes.cost import CostReport, cost
 from graphc.passes.cse import cse
 from graphc.passes.dce import dce, dead_outputs
 from graphc.passes.fold import fold
 from graphc.passes.manager import PassError, PassManager, parse_pipeline
+from graphc.passes.memory import MemoryPlan, Placement, plan_memory
 from graphc.passes.rewrite import gc_paused
 from graphc.passes.row_pruning import prune_rows
+from graphc.passes.schedule import peak_bytes, schedule
 
 from graphc.graph import Graph
 from graphc.reads import Reads, ReadsArg
@@ -42,6 +46,14 @@ def _rebased(old: Graph, new: Graph, reads: ReadsArg) -> ReadsArg:
 __all__ = [
     "PASSES",
     "CostReport",
+    "MemoryPlan",
+    "Placement",
+    "Violation",
+    "assert_safe",
+    "check_aliasing",
+    "peak_bytes",
+    "plan_memory",
+    "schedule",
     "Pass",
     "PassError",
     "PassManager",
