@@ -1,5 +1,5 @@
-"""Executors and lowerings: ``reference`` (NumPy, value semantics) and ``arena`` (NumPy
-inside the byte arena of a memory plan).
+"""Executors and lowerings: ``reference`` (NumPy, value semantics), ``arena`` (NumPy
+inside the byte arena of a memory plan) and ``jax`` (jitted JAX, GPU where there is one).
 
 Backends are found by name through :func:`get_backend`, imported only when asked for.
 """
@@ -15,6 +15,7 @@ from graphc.errors import GraphError
 BACKENDS: dict[str, str] = {
     "reference": "graphc.backends.reference",
     "arena": "graphc.backends.arena",
+    "jax": "graphc.backends.jax_backend",
 }
 
 

@@ -81,7 +81,7 @@ class ArenaExecutable(Executable):
 
 def build(graph: Graph, params: Any, reads: Reads, states: Any = None, *,
           plan: MemoryPlan | None = None, check: bool = True, strategy: str = "greedy-by-size",
-          schedule: str = "input", **options: Any) -> ArenaExecutable:
+          schedule: str = "input", report: Any = None, **options: Any) -> ArenaExecutable:
     """Backend entry point: plan (unless ``plan`` is given), check unless ``check=False``,
     and return the executable."""
     if options:
@@ -91,6 +91,9 @@ def build(graph: Graph, params: Any, reads: Reads, states: Any = None, *,
 
         plan = plan_memory(graph, order=make_order(graph, schedule), reads=dict(reads.rows),
                            strategy=strategy)
+    if report is not None:
+        report.arena_bytes, report.lower_bound_bytes = plan.arena_bytes, plan.lower_bound_bytes
+        report.state_bytes = plan.state_bytes
     if check:
         found = check_aliasing(graph, plan, dict(reads.rows))
         if found:

@@ -200,8 +200,8 @@ class ReferenceExecutable(Executable):
         return outputs, new_state  # type: ignore[return-value]
 
 
-def build(graph: Graph, params: Any, reads: Any, states: Any = None, **options: Any
-          ) -> ReferenceExecutable:
+def build(graph: Graph, params: Any, reads: Any, states: Any = None, *,
+          report: Any = None, **options: Any) -> ReferenceExecutable:
     """Backend entry point used by ``graphc.compile``."""
     if options:
         raise GraphError(f"the reference backend takes no option {sorted(options)[0]!r}")

@@ -19,6 +19,16 @@ def check_array(kind: str, name: str, t: Tensor, value: Any) -> np.ndarray:
     lists are converted to it.
     """
     want = to_numpy(t.dtype)
+    if type(value).__module__.startswith(("jax", "jaxlib")):
+        # a device array: check it without copying it to the host
+        if np.dtype(value.dtype) != want:
+            raise GraphError(f"{kind} {name!r} has dtype {from_numpy(value.dtype) or value.dtype}"
+                             f", expected {t.dtype}",
+                             fix=f"convert it, e.g. x.astype(jnp.{want.name})")
+        if tuple(value.shape) != t.shape:
+            raise GraphError(f"{kind} {name!r} has shape {list(value.shape)}, expected "
+                             f"{list(t.shape)}", fix=f"pass an array of shape {list(t.shape)}")
+        return value  # type: ignore[no-any-return]
     if hasattr(value, "dtype") and hasattr(value, "shape"):
         arr = np.asarray(value)
         if arr.dtype != want:

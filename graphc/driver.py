@@ -1,14 +1,43 @@
-"""`compile`: verify a graph, settle what the caller reads, hand it to a backend."""
+"""`compile`: verify a graph, settle what the caller reads, optimize, hand it to a backend."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from graphc.errors import GraphError
 from graphc.executable import Executable
 from graphc.graph import Graph
-from graphc.reads import ReadsArg, normalize_reads
+from graphc.reads import Reads, ReadsArg, normalize_reads
+from graphc.report import CompileReport
 from graphc.verifier import verify
+
+DEFAULT_PIPELINES = {"reference": "none", "arena": "none", "jax": "default"}
+
+
+def _optimize(g: Graph, rd: Reads, pipeline: str, report: CompileReport) -> tuple[Graph, Reads]:
+    from graphc.passes import PassManager, cost, optimize_for_reads
+
+    report.nodes_before, report.flops_before = len(g), cost(g).flops
+    t0 = time.perf_counter()
+    if pipeline == "default":
+        g2, rd2 = optimize_for_reads(g, dict(rd.rows))
+        report.passes = ["verify", "dead-outputs", "prune-rows", "fold", "cse", "dce"]
+    elif pipeline in ("none", ""):
+        g2, rd2 = g, rd
+    else:
+        pm = PassManager(pipeline)
+        g2 = pm.run(g)
+        report.passes = [p.spec() for p in pm.passes]
+        missing = [n for n in rd.rows if n not in g2.outputs]
+        if missing:
+            raise GraphError(f"pipeline {pipeline!r} removed output {missing[0]!r}, which "
+                             f"this call reads", fix="read only outputs the pipeline keeps")
+        rd2 = rd
+    report.passes_seconds = time.perf_counter() - t0
+    report.nodes_after, report.flops_after = len(g2), cost(g2).flops
+    return g2, rd2
 
 
 def compile(
@@ -19,18 +48,28 @@ def compile(
     *,
     states: Mapping[str, Any] | None = None,
     taps: Literal["error", "protect"] = "error",
+    pipeline: str | None = None,
     **options: Any,
 ) -> Executable:
     """Compile ``g`` for ``backend`` with ``params`` bound; return an :class:`Executable`.
 
     ``reads`` says which outputs (and rows) each run returns (default: all of them).
-    ``states`` seeds persistent buffers (default: zeros). ``taps="protect"`` marks a
-    tensor read without being an output instead of refusing it. Raises GraphError for an
-    invalid graph, unknown or missing params, or an unknown backend.
+    ``pipeline``: ``"default"`` (dead-output elimination and row pruning for ``reads``,
+    folding, CSE, DCE), ``"none"``, or pipeline text; the default is ``"default"`` for
+    ``jax`` and ``"none"`` for ``reference`` and ``arena`` (so a plan made for ``g``
+    stays valid). ``states`` seeds persistent buffers (default: zeros). ``taps="protect"``
+    marks a tensor read without being an output instead of refusing it. Backend options
+    (``plan``, ``check``, ``strategy``, ``devices``, ``split``...) pass through. Raises
+    GraphError for an invalid graph or call, AliasError for an unsafe memory plan.
     """
     from graphc.backends import get_backend
 
     verify(g)
     g, rd = normalize_reads(g, reads, taps)
     build = get_backend(backend)
-    return build(g, params, rd, states, **options)  # type: ignore[no-any-return]
+    pipe = DEFAULT_PIPELINES.get(backend, "none") if pipeline is None else pipeline
+    report = CompileReport(backend=backend, pipeline=pipe)
+    g2, rd2 = _optimize(g, rd, pipe, report)
+    exe: Executable = build(g2, params, rd2, states, report=report, **options)
+    exe.compile_report = report
+    return exe

@@ -22,6 +22,7 @@ class Executable:
     """
 
     backend: str = "?"
+    compile_report: Any = None  # a graphc.report.CompileReport, set by graphc.compile
 
     def __init__(
         self,
@@ -59,6 +60,11 @@ class Executable:
             value = outputs[name]
             result[name] = value if sel == "all" else value[np.asarray(sel, dtype=np.int32)]
         return result
+
+    def report(self) -> Any:
+        """What compile did: passes, FLOPs before and after, memory, times
+        (a :class:`graphc.report.CompileReport`; ``print`` it for a summary)."""
+        return self.compile_report
 
     def __repr__(self) -> str:
         return (f"<{type(self).__name__} @{self.graph.name} backend={self.backend} "
