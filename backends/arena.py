@@ -64,6 +64,8 @@ class ArenaExecutable(Executable):
         g = self.graph
         for name, t in g.inputs.items():
             self.view(t)[...] = inputs[name]
+        for name, t in g.states.items():  # exe.state is the truth: a caller may replace it
+            self.view(t)[...] = np.asarray(state[name])
         for t in self.plan.order:
             p = self.plan.placements[t]
             if t.is_leaf or p.view_of is not None:

@@ -9,6 +9,14 @@ mask of ``attention`` hides cache slots past each query's position.
 The main graph marks three outputs: ``logits``, ``h_pre_norm`` (the residual stream
 before the final norm) and ``h_post_norm`` (after it). A caller states per call which
 it reads, and dead-output elimination drops the rest.
+
+The multi-token-prediction (MTP) head is a second graph (:func:`build_mtp`): it takes the
+main model's hidden state for position t and the embedding of token t+1, normalizes
+both, concatenates, projects, runs one transformer block with a KV cache of its own, and
+shares the embedding and the lm_head, giving draft logits for token t+2. It also outputs
+its own hidden state, so drafts can be chained. Which main-model hidden state it reads
+(``"pre_norm"`` or ``"post_norm"``) is the caller's choice: the silent aliasing bug this
+project exists for made a head trained on one read the other.
 """
 
 from __future__ import annotations
@@ -48,24 +56,39 @@ class QwenConfig:
 
 def param_shapes(cfg: QwenConfig) -> dict[str, tuple[int, ...]]:
     """Name -> shape of every weight of the main model."""
-    d, hd, f = cfg.d_model, cfg.head_dim, cfg.d_ffn
+    d = cfg.d_model
     shapes: dict[str, tuple[int, ...]] = {"embed": (cfg.vocab, d)}
     for i in range(cfg.n_layers):
-        shapes |= {
-            f"l{i}.attn_norm": (d,), f"l{i}.wq": (d, cfg.n_heads * hd),
-            f"l{i}.wk": (d, cfg.n_kv_heads * hd), f"l{i}.wv": (d, cfg.n_kv_heads * hd),
-            f"l{i}.wo": (cfg.n_heads * hd, d), f"l{i}.ffn_norm": (d,),
-            f"l{i}.w_gate": (d, f), f"l{i}.w_up": (d, f), f"l{i}.w_down": (f, d),
-        }
+        shapes |= _block_shapes(cfg, f"l{i}")
     shapes |= {"final_norm": (d,), "lm_head": (d, cfg.vocab)}
     return shapes
 
 
-def init_params(cfg: QwenConfig, seed: int = 0) -> dict[str, np.ndarray]:
-    """Seeded random weights (norm weights 1, matrices scaled by 1/sqrt(fan-in))."""
+def _block_shapes(cfg: QwenConfig, prefix: str) -> dict[str, tuple[int, ...]]:
+    d, hd, f = cfg.d_model, cfg.head_dim, cfg.d_ffn
+    return {
+        f"{prefix}.attn_norm": (d,), f"{prefix}.wq": (d, cfg.n_heads * hd),
+        f"{prefix}.wk": (d, cfg.n_kv_heads * hd), f"{prefix}.wv": (d, cfg.n_kv_heads * hd),
+        f"{prefix}.wo": (cfg.n_heads * hd, d), f"{prefix}.ffn_norm": (d,),
+        f"{prefix}.w_gate": (d, f), f"{prefix}.w_up": (d, f), f"{prefix}.w_down": (f, d),
+    }
+
+
+def mtp_param_shapes(cfg: QwenConfig) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of the MTP head's own weights (it shares ``embed`` and ``lm_head``)."""
+    d = cfg.d_model
+    return {"mtp.hnorm": (d,), "mtp.enorm": (d,), "mtp.proj": (2 * d, d),
+            **_block_shapes(cfg, "mtp"), "mtp.final_norm": (d,)}
+
+
+def init_params(cfg: QwenConfig, seed: int = 0, mtp: bool = False
+                ) -> dict[str, np.ndarray]:
+    """Seeded random weights for the main model (with ``mtp``, the MTP head's too):
+    norm weights 1, matrices scaled by 1/sqrt(fan-in)."""
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
-    for name, shape in param_shapes(cfg).items():
+    shapes = param_shapes(cfg) | (mtp_param_shapes(cfg) if mtp else {})
+    for name, shape in shapes.items():
         if len(shape) == 1:
             out[name] = np.ones(shape, np.float32)
         else:
@@ -130,3 +153,106 @@ def build_main(cfg: QwenConfig, n_tokens: int, name: str = "qwen", kv_cache: boo
     g.set_output(h_pre, "h_pre_norm")
     g.set_output(h_post, "h_post_norm")
     return g
+
+
+def build_mtp(cfg: QwenConfig, n_tokens: int, name: str = "mtp") -> gc.Graph:
+    """The MTP head over ``n_tokens`` (hidden state, next token) pairs.
+
+    Inputs: ``hidden`` f32[n, d] (the main model's hidden state at positions t),
+    ``tokens`` i32[n] (the tokens at t+1), ``pos`` i32[n] (t+1, the head's own KV-cache
+    slots). States: ``mtp.k_cache``, ``mtp.v_cache``. Outputs: ``logits`` [n, vocab]
+    (drafts for t+2) and ``mtp_hidden`` [n, d] (the block's output, to chain drafts).
+    """
+    g = gc.Graph(name)
+    hidden = g.input("hidden", (n_tokens, cfg.d_model))
+    tokens = g.input("tokens", (n_tokens,), "i32")
+    pos = g.input("pos", (n_tokens,), "i32")
+    embed = g.param("embed", (cfg.vocab, cfg.d_model))
+    lm_head = g.param("lm_head", (cfg.d_model, cfg.vocab))
+    for pname, shape in mtp_param_shapes(cfg).items():
+        g.param(pname, shape)
+
+    def w(pname: str) -> gc.Tensor:
+        t = g.leaf(pname)
+        assert t is not None
+        return t
+
+    h = g.mul(g.rms_norm(hidden, cfg.eps), w("mtp.hnorm"))
+    e = g.mul(g.rms_norm(g.get_rows(embed, tokens), cfg.eps), w("mtp.enorm"))
+    x = g.concat([h, e], axis=1) @ w("mtp.proj")
+    kv_shape = (cfg.max_ctx, cfg.n_kv_heads, cfg.head_dim)
+    cache = (g.state("mtp.k_cache", kv_shape), g.state("mtp.v_cache", kv_shape))
+    x = block(g, cfg, x, pos, "mtp", cache)
+    g.set_output(g.mul(g.rms_norm(x, cfg.eps), w("mtp.final_norm")) @ lm_head, "logits")
+    g.set_output(x, "mtp_hidden")
+    return g
+
+
+def save_weights(path: str, params: dict[str, np.ndarray], config: QwenConfig | None = None
+                 ) -> None:
+    """Write named weights to ``.npz`` (with the config, if given, under ``__config__``)
+    or ``.safetensors`` (needs the ``safetensors`` package), atomically."""
+    import json
+    import os
+    import tempfile
+
+    meta = {"__config__": np.frombuffer(json.dumps(config.__dict__).encode(), np.uint8)} \
+        if config is not None else {}
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=os.path.splitext(path)[1])
+    os.close(fd)
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors.numpy import save_file
+
+            save_file(params, tmp, metadata={"config": json.dumps(config.__dict__)}
+                      if config is not None else None)
+        else:
+            np.savez_compressed(tmp, **params, **meta)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def load_weights(path: str) -> tuple[dict[str, np.ndarray], QwenConfig | None]:
+    """Read named weights (and the config, when stored) from ``.npz`` or ``.safetensors``.
+
+    Only arrays are read (``allow_pickle=False``): nothing in the file is executed.
+    Raises GraphError naming the file for anything unreadable.
+    """
+    import json
+
+    try:
+        if path.endswith(".safetensors"):
+            try:
+                from safetensors import safe_open
+            except ImportError:
+                raise gc.GraphError(f"{path}: reading .safetensors needs the safetensors "
+                                    "package", fix="pip install safetensors, or use .npz") from None
+            with safe_open(path, framework="numpy") as f:
+                params = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+                meta = f.metadata() or {}
+            cfg = QwenConfig(**json.loads(meta["config"])) if "config" in meta else None
+            return params, cfg
+        with np.load(path, allow_pickle=False) as z:
+            params = {k: z[k] for k in z.files if k != "__config__"}
+            cfg = (QwenConfig(**json.loads(bytes(z["__config__"]).decode()))
+                   if "__config__" in z.files else None)
+        return params, cfg
+    except gc.GraphError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise gc.GraphError(f"{path}: cannot read weights: {e}") from None
+
+
+def check_params(cfg: QwenConfig, params: dict[str, np.ndarray], mtp: bool = True) -> None:
+    """GraphError naming the first missing or misshapen weight."""
+    shapes = param_shapes(cfg) | (mtp_param_shapes(cfg) if mtp else {})
+    for name, shape in shapes.items():
+        if name not in params:
+            raise gc.GraphError(f"weights lack {name!r} {list(shape)}")
+        if tuple(params[name].shape) != shape:
+            raise gc.GraphError(f"weight {name!r} has shape {list(params[name].shape)}, "
+                                f"the config needs {list(shape)}")

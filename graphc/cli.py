@@ -224,8 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument("--png", help="write a picture of the arena here")
         c.set_defaults(func=func)
 
-    d = sub.add_parser("demo", help="build, check and run the quickstart graph")
-    d.add_argument("--seed", type=int, default=0)
+    d = sub.add_parser("demo", help="the main job: dead outputs, memory plan, the MTP "
+                       "aliasing bug, speculative decoding")
+    from graphc.demo import add_arguments
+
+    add_arguments(d)
     d.set_defaults(func=_cmd_demo)
     return p
 

@@ -16,6 +16,7 @@ BENCH = Path(__file__).parent.parent / "benchmarks"
     ("bench_passes.py", ["fitted scaling exponent", "logits[-1] (sampling)"]),
     ("bench_memory.py", ["greedy-by-size / lower bound", "vs breadth-first", "plan + check"]),
     ("bench_jax.py", ["prefill, all logits", "decode, 1 token", "of JAX trace+compile"]),
+    ("bench_prefill.py", ["h_pre_norm only", "predicted (FLOPs)"]),
 ])
 def test_benchmark_quick_mode(script: str, expect: list[str]) -> None:
     proc = subprocess.run([sys.executable, str(BENCH / script), "--quick"], capture_output=True,

@@ -1,0 +1,75 @@
+"""Prefill with and without dead-output elimination, at large vocabularies.
+
+Run: python benchmarks/bench_prefill.py [--quick]
+
+For each vocabulary size, compiles prompt processing of the example model (JAX backend)
+three ways: every output computed and returned (no dead-output elimination); reading only
+``h_pre_norm`` (MTP prompt processing); reading ``logits[-1]`` and ``h_pre_norm``
+(sampling plus MTP). Prints the median time of each (alternating runs after warm-up),
+the measured speed-up against "every output", and the cost model's predicted speed-up
+(FLOPs ratio) next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from graphc.examples.qwen import QwenConfig, build_main, init_params
+from graphc.passes import cost
+
+import graphc as gc
+
+CASES = [("every output", None), ("h_pre_norm only", {"h_pre_norm": "all"}),
+         ("logits[-1] + h_pre_norm", {"logits": [-1], "h_pre_norm": "all"})]
+
+
+def measure(vocab: int, d_model: int, layers: int, n_tokens: int, repeats: int) -> None:
+    """Print one block of the table."""
+    cfg = QwenConfig(vocab=vocab, d_model=d_model, n_layers=layers, n_heads=8, n_kv_heads=2,
+                     d_ffn=3 * d_model, max_ctx=n_tokens)
+    params = {k: v for k, v in init_params(cfg, seed=0, mtp=False).items()}
+    g = build_main(cfg, n_tokens)
+    feeds = {"tokens": jnp.asarray(np.arange(n_tokens) % vocab, jnp.int32),
+             "pos": jnp.arange(n_tokens, dtype=jnp.int32)}
+    exes: list[Any] = []
+    for _, reads in CASES:
+        pipeline = "none" if reads is None else "default"
+        exes.append(gc.compile(g, params=params, reads=reads, backend="jax", pipeline=pipeline))
+    times: list[list[float]] = [[] for _ in exes]
+    for exe in exes:
+        jax.block_until_ready(exe.run(feeds))
+    for _ in range(repeats):
+        for k, exe in enumerate(exes):
+            t0 = time.perf_counter()
+            jax.block_until_ready(exe.run(feeds))
+            times[k].append(time.perf_counter() - t0)
+    med = [statistics.median(t) for t in times]
+    flops = [cost(g).flops] + [cost(e.graph).flops for e in exes[1:]]
+    print(f"\nvocab {vocab:,}, d={d_model}, {layers} layers, {n_tokens} tokens")
+    print(f"  {'reads':<26} {'median':>10} {'measured speed-up':>18} {'predicted (FLOPs)':>18}")
+    for (label, _), t, f in zip(CASES, med, flops, strict=True):
+        print(f"  {label:<26} {1e3 * t:8.2f} ms {med[0] / t:17.2f}x {flops[0] / f:17.2f}x")
+
+
+def main() -> None:
+    """Run the table for each vocabulary size."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small vocabularies, few repeats")
+    args = ap.parse_args()
+    print(f"JAX {jax.__version__} on {jax.devices()[0].platform}")
+    if args.quick:
+        for vocab in (4096, 8192):
+            measure(vocab, 128, 2, 64, 3)
+        return
+    for vocab in (32000, 151936):
+        measure(vocab, 256, 4, 128, 7)
+
+
+if __name__ == "__main__":
+    main()

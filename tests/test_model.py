@@ -1,0 +1,148 @@
+"""The example model: graph builders, KV-cache decoding, weights files, speculative
+decoding (equal to greedy), and the demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from graphc.examples.qwen import (
+    QwenConfig,
+    build_main,
+    build_mtp,
+    check_params,
+    init_params,
+    load_weights,
+    mtp_param_shapes,
+    param_shapes,
+    save_weights,
+)
+from graphc.examples.speculative import Runner, greedy_generate, speculative_generate
+
+import graphc as gc
+from graphc.cli import main
+
+CFG = QwenConfig(vocab=48, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ffn=64,
+                 max_ctx=48)
+
+
+@pytest.mark.parametrize("n", [1, 4, 9])
+def test_builders_verify(n: int) -> None:
+    g = build_main(CFG, n)
+    gc.verify(g)
+    assert set(g.params) == set(param_shapes(CFG))
+    assert set(g.outputs) == {"logits", "h_pre_norm", "h_post_norm"}
+    assert len(g.assigns) == 2 * CFG.n_layers
+    m = build_mtp(CFG, n)
+    gc.verify(m)
+    assert set(m.params) == set(mtp_param_shapes(CFG)) | {"embed", "lm_head"}
+    assert set(m.outputs) == {"logits", "mtp_hidden"} and len(m.assigns) == 2
+
+
+@pytest.mark.parametrize("backend", ["reference", "jax"])
+def test_prefill_then_decode_equals_full_recompute(backend: str) -> None:
+    params = init_params(CFG, seed=1, mtp=True)
+    tokens = [3, 14, 15, 9, 26, 5]
+    full = gc.compile(build_main(CFG, 6), params={k: v for k, v in params.items()
+                                                  if k in param_shapes(CFG)})
+    want = full.run({"tokens": np.array(tokens, np.int32), "pos": np.arange(6, dtype=np.int32)})
+    runner = Runner(CFG, params, backend=backend)
+    runner.main(tokens[:4], 0, {"logits": "all"})
+    got5 = runner.main([tokens[4]], 4, {"logits": "all"})
+    got6 = runner.main([tokens[5]], 5, {"logits": "all"})
+    np.testing.assert_allclose(got5["logits"], want["logits"][[4]], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got6["logits"], want["logits"][[5]], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(("backend", "k"), [("jax", 1), ("jax", 3), ("reference", 2),
+                                            ("arena", 2)])
+def test_speculative_equals_greedy_with_random_weights(backend: str, k: int) -> None:
+    params = init_params(CFG, seed=2, mtp=True)
+    runner = Runner(CFG, params, backend=backend)
+    prompt = [1, 7, 2, 40, 11]
+    plain, gstats = greedy_generate(runner, prompt, 14)
+    spec, sstats = speculative_generate(runner, prompt, 14, k)
+    assert spec == plain and len(spec) == 14
+    assert gstats.main_calls == 14 and gstats.tokens_per_call == 1.0
+    assert sstats.drafted == k * len(sstats.accepted_per_round)
+
+
+def _counting_model(cfg: QwenConfig) -> dict[str, np.ndarray]:
+    """Weights under which the next token is always (token + 1) % vocab and the MTP head
+    drafts (token + 1) % vocab from the token it is given: every draft is right."""
+    p = {k: np.zeros(s, np.float32) for k, s in (param_shapes(cfg) | mtp_param_shapes(cfg)).items()}
+    v, d = cfg.vocab, cfg.d_model
+    assert d >= v
+    for name, s in p.items():
+        if name.endswith("norm") or name in ("mtp.hnorm", "mtp.enorm"):
+            p[name] = np.ones_like(s)
+    p["embed"][np.arange(v), np.arange(v)] = 1.0  # one-hot embeddings
+    p["lm_head"][np.arange(v), (np.arange(v) + 1) % v] = 1.0  # e_i -> logit peak at i+1
+    p["mtp.proj"][d + np.arange(d), np.arange(d)] = 1.0  # keep the embedding half
+    return p
+
+
+def test_speculative_accepts_good_drafts() -> None:
+    cfg = QwenConfig(vocab=16, d_model=32, n_layers=1, n_heads=4, n_kv_heads=2, d_ffn=32,
+                     max_ctx=64)
+    runner = Runner(cfg, _counting_model(cfg), backend="jax")
+    prompt = [3, 4, 5]
+    plain, _ = greedy_generate(runner, prompt, 20)
+    assert plain == [(6 + i) % 16 for i in range(20)]
+    for k in (1, 2, 4):
+        spec, stats = speculative_generate(runner, prompt, 20, k)
+        assert spec == plain
+        assert stats.acceptance_rate == 1.0 and set(stats.accepted_per_round) == {k}
+        # prompt processing gives 1 token; every later call k accepted drafts + 1 bonus
+        assert stats.main_calls == 1 + -(-19 // (k + 1))
+
+
+def test_weights_round_trip(tmp_path: Path) -> None:
+    params = init_params(CFG, seed=3, mtp=True)
+    path = tmp_path / "w.npz"
+    save_weights(str(path), params, CFG)
+    back, cfg = load_weights(str(path))
+    assert cfg == CFG and set(back) == set(params)
+    for k in params:
+        np.testing.assert_array_equal(back[k], params[k])
+    check_params(cfg, back)
+    del back["lm_head"]
+    with pytest.raises(gc.GraphError, match="weights lack 'lm_head'"):
+        check_params(CFG, back)
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(gc.GraphError, match="cannot read weights"):
+        load_weights(str(tmp_path / "bad.npz"))
+
+
+def test_safetensors_round_trip(tmp_path: Path) -> None:
+    pytest.importorskip("safetensors")
+    params = init_params(CFG, seed=4, mtp=False)
+    path = tmp_path / "w.safetensors"
+    save_weights(str(path), params, CFG)
+    back, cfg = load_weights(str(path))
+    assert cfg == CFG
+    np.testing.assert_array_equal(back["embed"], params["embed"])
+
+
+def test_generation_errors() -> None:
+    runner = Runner(CFG, init_params(CFG, mtp=True), backend="reference")
+    with pytest.raises(gc.GraphError, match="exceed the KV cache"):
+        greedy_generate(runner, [1, 2], CFG.max_ctx)
+    with pytest.raises(gc.GraphError, match="outside the vocabulary"):
+        speculative_generate(runner, [CFG.vocab], 3, 2)
+    with pytest.raises(gc.GraphError, match="draft length must be at least 1"):
+        speculative_generate(runner, [1], 3, 0)
+    with pytest.raises(gc.GraphError, match="mtp_source"):
+        Runner(CFG, init_params(CFG), mtp_source="middle")
+
+
+def test_demo_runs_with_tiny_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["demo", "--random", "--layers", "1", "--d-model", "32", "--vocab", "64",
+                 "--prompt-len", "12", "--new-tokens", "10", "--draft", "2", "--repeats", "2"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    for text in ("1. prompt processing", "FLOPs ratio", "proven safe", "DEMONSTRATION",
+                 "unmarked-tap", "max |tap - post-norm| = 0.00e+00", "equals greedy decoding "
+                 "token for token: True", "demo ok"):
+        assert text in out, text
