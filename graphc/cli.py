@@ -168,6 +168,56 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_OK if not found else EXIT_PROBLEMS
 
 
+def _cmd_fuzz(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from rich.table import Table
+
+    from graphc.testing.fuzz import run_fuzz
+
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    from graphc.backends import BACKENDS
+
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown:
+        print(f"error: unknown backend {unknown[0]!r}; backends: {sorted(BACKENDS)}",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.pipeline != "default":
+        from graphc.passes import parse_pipeline
+
+        try:
+            parse_pipeline(args.pipeline)
+        except GraphError as e:
+            print(e, file=sys.stderr)
+            return EXIT_BAD_INPUT
+    console = Console(stderr=True)
+    with Progress("[progress.description]{task.description}", BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                  disable=not console.is_terminal) as progress:
+        task = progress.add_task("fuzzing", total=args.examples)
+        report = run_fuzz(examples=args.examples, seed=args.seed, pipeline=args.pipeline,
+                          backends=backends, time_limit=args.time_limit, out_dir=args.out_dir,
+                          max_nodes=args.max_nodes,
+                          on_example=lambda n: progress.update(task, completed=n))
+    table = Table(title=f"graphc fuzz (seed {args.seed}, pipeline {args.pipeline!r}, "
+                        f"backends {','.join(backends)})")
+    for col in ("examples", "per second", "mismatches", "crashes", "unsafe plans",
+                "faults injected", "faults caught", "catch rate"):
+        table.add_column(col, justify="right")
+    table.add_row(str(report.examples), f"{report.per_second:.1f}", str(report.mismatches),
+                  str(report.crashes), str(report.unsafe_plans), str(report.mutations),
+                  str(report.mutations_caught), f"{100 * report.catch_rate:.1f}%")
+    Console().print(table)
+    print(f"fuzz: {report.examples} examples ({report.per_second:.1f}/s), mismatches "
+          f"{report.mismatches}, crashes {report.crashes}, unsafe plans {report.unsafe_plans}, "
+          f"faults caught {report.mutations_caught}/{report.mutations} (catch rate "
+          f"{100 * report.catch_rate:.1f}%)")
+    for msg, path in zip(report.failures, report.files, strict=True):
+        print(f"FAILED: {msg}\n  shrunk graph written to {path}")
+    return EXIT_PROBLEMS if report.failed else EXIT_OK
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from graphc.demo import run_demo
 
@@ -223,6 +273,20 @@ def build_parser() -> argparse.ArgumentParser:
         if cmd == "plan":
             c.add_argument("--png", help="write a picture of the arena here")
         c.set_defaults(func=func)
+
+    z = sub.add_parser("fuzz", help="generated graphs through the pipeline, every backend, "
+                       "every planner, and checker mutation testing")
+    z.add_argument("--examples", type=int, default=200)
+    z.add_argument("--seed", type=int, default=0)
+    z.add_argument("--pipeline", default="default",
+                   help='"default" (the output-driven pipeline for each example\'s reads) '
+                        "or pipeline text")
+    z.add_argument("--backends", default="reference,arena,jax")
+    z.add_argument("--time-limit", type=float, default=None, help="seconds")
+    z.add_argument("--max-nodes", type=int, default=10)
+    z.add_argument("--out-dir", default="fuzz-failures",
+                   help="where shrunk failing graphs are written")
+    z.set_defaults(func=_cmd_fuzz)
 
     d = sub.add_parser("demo", help="the main job: dead outputs, memory plan, the MTP "
                        "aliasing bug, speculative decoding")

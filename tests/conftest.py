@@ -1,17 +1,14 @@
-"""Shared test setup: Hypothesis profiles (``ci`` by default, ``fuzz`` for long runs)."""
+"""Shared test setup: graphc's own suite runs the quick ``ci`` Hypothesis profile unless
+GRAPHC_HYPOTHESIS_PROFILE (or --graphc-profile) says otherwise. The profiles are
+registered by graphc's pytest plugin."""
 
 from __future__ import annotations
 
 import os
 
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 
-settings.register_profile(
-    "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow],
-    print_blob=True,
-)
-settings.register_profile(
-    "fuzz", max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow],
-    print_blob=True,
-)
-settings.load_profile(os.environ.get("GRAPHC_HYPOTHESIS_PROFILE", "ci"))
+import graphc.testing.pytest_plugin  # noqa: F401  (registers the profiles)
+
+if not os.environ.get("GRAPHC_HYPOTHESIS_PROFILE"):
+    settings.load_profile("ci")

@@ -1,9 +1,11 @@
-"""Hypothesis strategies that generate valid graphs and data for them.
+"""Hypothesis strategies that generate valid graphs, reads, data and memory plans.
 
 ``graphs()`` builds graphs op by op from a pool of existing tensors, so every generated
-graph is valid by construction and shrinks toward few, small nodes. Values drawn by
-``inputs_for`` / ``params_for`` are small, so the ops generated (no exp/log/div) stay
-finite.
+graph is valid by construction and shrinks toward few, small nodes (print a failing one
+with ``graphc.to_text``: it pastes straight into a golden test). ``reads_for(g)`` draws
+what a caller reads (outputs, row subsets, and optionally taps); ``inputs_for`` /
+``params_for`` draw small values, so the ops generated (no exp/log/div) stay finite;
+``plans(g)`` draws a safe plan from any planner strategy and order.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ VIEWS = ("transpose", "reshape", "slice")
 DEFAULT_FAMILIES = ("unary", "binary", "scale", "rowwise", "matmul", "reduce", "view",
                     "concat", "get_rows", "set_rows")
 
-_dim = st.integers(min_value=1, max_value=5)
 
 
 def _float_pool(pool: list[Tensor], min_rank: int = 1) -> list[Tensor]:
@@ -40,19 +41,23 @@ def graphs(
     families: Sequence[str] = DEFAULT_FAMILIES,
     max_outputs: int = 3,
     inplace: bool = False,
+    max_rank: int = 2,
+    max_dim: int = 5,
 ) -> Graph:
     """A valid graph of up to ``max_nodes`` op nodes drawn from ``families``.
 
-    Leaves are f32 inputs and params of rank 2 (plus an i32 index input when the
-    gather/scatter families are used); at least one node is an output. With
-    ``inplace=True`` some elementwise nodes carry ``inplace=True``.
+    Leaves are f32 inputs of rank 2 to ``max_rank`` with dimensions up to ``max_dim``,
+    and params (plus an i32 index input when the gather/scatter families are used); at
+    least one node is an output. With ``inplace=True`` some nodes carry ``inplace=True``.
     """
     g = Graph("gen")
     pool: list[Tensor] = []
     n_in = draw(st.integers(1, 3))
-    rows, cols = draw(_dim), draw(_dim)
+    dim = st.integers(min_value=1, max_value=max_dim)
+    rank = draw(st.integers(2, max(2, max_rank)))
+    base = tuple(draw(dim) for _ in range(rank))
     for i in range(n_in):
-        shape = (rows, cols) if i == 0 or draw(st.booleans()) else (draw(_dim), draw(_dim))
+        shape = base if i == 0 or draw(st.booleans()) else tuple(draw(dim) for _ in range(rank))
         pool.append(g.input(f"x{i}", shape))
     n_params = 0
 
@@ -95,7 +100,7 @@ def graphs(
         if not cands:
             return None
         a = pick(cands)
-        return g.matmul(a, new_param((a.shape[-1], draw(_dim))))
+        return g.matmul(a, new_param((a.shape[-1], draw(dim))))
 
     def reduce() -> Tensor:
         x = pick(_float_pool(pool, 1))
@@ -110,6 +115,9 @@ def graphs(
             return g.transpose(x) if x.ndim >= 2 else None
         if kind == "reshape":
             return g.reshape(x, (x.size,) if x.ndim > 1 else (1, x.size))
+        if kind == "transpose" and x.ndim > 2:
+            perm = draw(st.permutations(list(range(x.ndim))))
+            return g.transpose(x, perm)
         axis = draw(st.integers(0, x.ndim - 1))
         start = draw(st.integers(0, x.shape[axis] - 1))
         stop = draw(st.integers(start + 1, x.shape[axis]))
@@ -170,3 +178,42 @@ def params_for(draw: st.DrawFn, g: Graph) -> dict[str, Any]:
     """Arrays for every param of ``g``."""
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     return {n: random_array(t, rng) for n, t in g.params.items()}
+
+
+@st.composite
+def reads_for(draw: st.DrawFn, g: Graph, taps: bool = False) -> dict[Any, object]:
+    """What a caller reads from ``g``: some outputs, each whole or a few rows (negative
+    indices included); with ``taps``, sometimes also a tensor that is not an output."""
+    names = draw(st.lists(st.sampled_from(sorted(g.outputs)), min_size=1, unique=True))
+    reads: dict[Any, object] = {}
+    for n in names:
+        t = g.outputs[n]
+        if t.ndim and draw(st.booleans()):
+            reads[n] = draw(st.lists(st.integers(-t.shape[0], t.shape[0] - 1), min_size=1,
+                                     max_size=3))
+        else:
+            reads[n] = "all"
+    if taps:
+        marked = set(g.outputs.values())
+        others = [t for t in g.nodes if not t.is_leaf and t not in marked]
+        if others and draw(st.booleans()):
+            reads[draw(st.sampled_from(others))] = "all"
+    return reads
+
+
+@st.composite
+def plans(draw: st.DrawFn, g: Graph, reads: Any = None) -> Any:
+    """A memory plan of ``g`` from any planner strategy over any scheduling order."""
+    from graphc.passes.memory import STRATEGIES, plan_memory
+    from graphc.passes.schedule import SCHEDULES, schedule
+
+    order = schedule(g, draw(st.sampled_from(SCHEDULES)), reads=reads)
+    return plan_memory(g, order=order, reads=reads, strategy=draw(st.sampled_from(STRATEGIES)),
+                       inplace=draw(st.booleans()))
+
+
+def mutate_plan(g: Graph, plan: Any, fault: str | None = None, seed: int = 0) -> Any:
+    """One known fault injected into ``plan`` (see :mod:`graphc.testing.mutations`)."""
+    from graphc.testing.mutations import mutate_plan as mutate
+
+    return mutate(g, plan, fault, seed)

@@ -1,0 +1,107 @@
+"""Oracles for pass authors: is ``after`` the same program as ``before`` for what the
+caller reads, on every backend?"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from graphc.errors import GraphError
+from graphc.graph import Graph
+from graphc.reads import ReadsArg, normalize_reads
+from graphc.testing.data import random_feeds
+
+TOLERANCE = {"reference": 1e-5, "arena": 1e-5, "jax": 2e-5}
+
+
+def _run(g: Graph, backend: str, feeds: tuple[dict, dict, dict], reads: ReadsArg) -> dict:
+    import graphc as gc
+
+    inputs, params, states = feeds
+    exe = gc.compile(g, params=params, states=states, reads=reads, backend=backend,
+                     pipeline="none")
+    return {k: np.asarray(v) for k, v in exe.run(inputs).items()}
+
+
+def assert_equivalent(before: Graph, after: Graph, reads: ReadsArg = None,
+                      backends: Sequence[str] = ("reference", "arena", "jax"),
+                      seed: int = 0, after_reads: ReadsArg = "same") -> None:
+    """Raise AssertionError unless ``after`` gives, on every backend, the values the
+    reference backend gives for ``before`` on the rows ``reads`` selects.
+
+    Both graphs get the same random data (passes keep every leaf). ``after_reads``: what
+    to read from ``after`` (default: the same reads; pass None when a pass such as row
+    pruning already narrowed the outputs to the rows read). The message names the
+    backend, the output and the largest difference, and carries both graphs as text.
+    """
+    from graphc.text import to_text
+
+    _, rd = normalize_reads(before, reads)
+    feeds = random_feeds(before, seed)
+    want = _run(before, "reference", feeds, None)
+    rd_after: ReadsArg = {n: list(s) if s != "all" else "all" for n, s in rd.rows.items()} \
+        if after_reads == "same" else after_reads
+    for backend in backends:
+        try:
+            got = _run(after, backend, feeds, rd_after)
+        except GraphError as e:
+            raise AssertionError(f"{backend} refused the transformed graph: {e}\n"
+                                 f"--- after ---\n{to_text(after)}") from e
+        for name, sel in rd.rows.items():
+            expect = want[name] if sel == "all" else want[name][list(sel)]
+            if name not in got:
+                raise AssertionError(f"{backend}: output {name!r} is gone after the pass")
+            value = got[name]
+            tol = TOLERANCE.get(backend, 1e-5)
+            if value.shape != expect.shape or not np.allclose(value, expect, rtol=tol,
+                                                              atol=tol, equal_nan=True):
+                diff = (float(np.max(np.abs(value.astype(np.float64) - expect)))
+                        if value.shape == expect.shape else float("nan"))
+                raise AssertionError(
+                    f"{backend}: output {name!r} differs (shape {value.shape} vs "
+                    f"{expect.shape}, max |diff| {diff:.3g})\n--- before ---\n"
+                    f"{to_text(before)}--- after ---\n{to_text(after)}")
+
+
+def assert_pass_preserves(pass_or_pipeline: Any, max_nodes: int = 10,
+                          backends: Sequence[str] = ("reference", "arena"),
+                          families: Sequence[str] | None = None,
+                          idempotent: bool = True) -> Callable[..., None]:
+    """A ready Hypothesis test: for generated graphs and reads, the pass (a Pass object,
+    a ``Graph -> Graph`` function, or pipeline text) keeps every read value, yields a
+    valid graph, and (with ``idempotent``) changes nothing when run a second time.
+
+    Use it as a test function::
+
+        test_my_pass = assert_pass_preserves(MyPass())
+    """
+    from hypothesis import given, note
+    from hypothesis import strategies as st
+
+    from graphc.testing.strategies import DEFAULT_FAMILIES, graphs
+    from graphc.text import to_text
+    from graphc.verifier import verify
+
+    if isinstance(pass_or_pipeline, str):
+        from graphc.passes import PassManager
+
+        pm = PassManager(pass_or_pipeline)
+        apply: Callable[[Graph], Graph] = pm.run
+    else:
+        apply = pass_or_pipeline if callable(pass_or_pipeline) else pass_or_pipeline.run
+
+    @given(g=graphs(max_nodes=max_nodes, families=families or DEFAULT_FAMILIES),
+           seed=st.integers(0, 2**16))
+    def check(g: Graph, seed: int) -> None:
+        note(f"generated graph:\n{to_text(g)}")
+        after = apply(g)
+        note(f"after the pass:\n{to_text(after)}")
+        verify(after)
+        assert_equivalent(g, after, None, backends=backends, seed=seed)
+        if idempotent:
+            again = apply(after)
+            assert to_text(again) == to_text(after), "running the pass twice changed the graph"
+
+    return check
