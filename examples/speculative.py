@@ -94,32 +94,35 @@ class Runner:
         self.main_state = None
         self.mtp_state = None
 
+    def _call(self, kind: str, feeds: dict[str, np.ndarray], reads: Mapping[str, object]
+              ) -> dict[str, np.ndarray]:
+        """Run graph ``kind`` on ``feeds`` with that model's KV caches, and keep the
+        updated caches for the next call (zeros for a new sequence)."""
+        exe = self._exe(kind, len(feeds["tokens"]), reads)
+        state = self.main_state if kind == "main" else self.mtp_state
+        exe.state = state if state is not None else {
+            n: np.zeros(t.shape, np.float32) for n, t in exe.graph.states.items()}
+        out = exe.run(feeds)
+        if kind == "main":
+            self.main_state = exe.state
+        else:
+            self.mtp_state = exe.state
+        return {k: np.asarray(v) for k, v in out.items()}
+
     def main(self, tokens: list[int], start: int, reads: Mapping[str, object]
              ) -> dict[str, np.ndarray]:
         """Run the main model on ``tokens`` at positions ``start...``."""
-        exe = self._exe("main", len(tokens), reads)
-        if self.main_state is not None:
-            exe.state = self.main_state
-        else:
-            exe.state = {n: np.zeros(t.shape, np.float32) for n, t in exe.graph.states.items()}
-        out = exe.run({"tokens": np.asarray(tokens, np.int32),
-                       "pos": np.arange(start, start + len(tokens), dtype=np.int32)})
-        self.main_state = exe.state
-        return {k: np.asarray(v) for k, v in out.items()}
+        return self._call("main", {"tokens": np.asarray(tokens, np.int32),
+                                   "pos": np.arange(start, start + len(tokens), dtype=np.int32)},
+                          reads)
 
     def mtp(self, hidden: np.ndarray, tokens: list[int], start: int,
             reads: Mapping[str, object]) -> dict[str, np.ndarray]:
         """Run the MTP head on (hidden[i], tokens[i]) pairs at slots ``start...``."""
-        exe = self._exe("mtp", len(tokens), reads)
-        if self.mtp_state is not None:
-            exe.state = self.mtp_state
-        else:
-            exe.state = {n: np.zeros(t.shape, np.float32) for n, t in exe.graph.states.items()}
-        out = exe.run({"hidden": np.asarray(hidden, np.float32),
-                       "tokens": np.asarray(tokens, np.int32),
-                       "pos": np.arange(start, start + len(tokens), dtype=np.int32)})
-        self.mtp_state = exe.state
-        return {k: np.asarray(v) for k, v in out.items()}
+        return self._call("mtp", {"hidden": np.asarray(hidden, np.float32),
+                                  "tokens": np.asarray(tokens, np.int32),
+                                  "pos": np.arange(start, start + len(tokens), dtype=np.int32)},
+                          reads)
 
 
 def _check_room(cfg: QwenConfig, prompt: list[int], n_new: int, k: int = 0) -> None:

@@ -6,8 +6,15 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from graphc.errors import GraphError
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from graphc.graph import Graph
+    from graphc.passes.cost import CostReport
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -35,25 +42,27 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_fmt(args: argparse.Namespace) -> int:
-    from graphc.fileio import atomic_write_text, read_graph
+def _emit(g: Graph, args: argparse.Namespace) -> None:
+    """Print ``g`` as text (or JSON with --json), or write it atomically to -o."""
+    from graphc.fileio import atomic_write_text
     from graphc.jsonio import to_json
     from graphc.text import to_text
 
-    try:
-        g = read_graph(args.file)
-    except GraphError as e:
-        print(e, file=sys.stderr)
-        return EXIT_BAD_INPUT
     text = to_json(g) + "\n" if args.json else to_text(g)
     if args.output:
         atomic_write_text(args.output, text)
     else:
         sys.stdout.write(text)
+
+
+def _cmd_fmt(args: argparse.Namespace) -> int:
+    from graphc.fileio import read_graph
+
+    _emit(read_graph(args.file), args)  # a bad file: main() prints it and exits 2
     return EXIT_OK
 
 
-def _stats_table(before: object, after: object, title: str) -> object:
+def _stats_table(before: CostReport, after: CostReport, title: str) -> Table:
     from rich.table import Table
 
     from graphc.passes.cost import human
@@ -61,11 +70,10 @@ def _stats_table(before: object, after: object, title: str) -> object:
     table = Table(title=title)
     for col in ("", "before", "after", "after/before"):
         table.add_column(col, justify="right")
-    rows = [("nodes", len(before.nodes), len(after.nodes)),  # type: ignore[attr-defined]
-            ("FLOPs", before.flops, after.flops),  # type: ignore[attr-defined]
-            ("bytes read", before.bytes_read, after.bytes_read),  # type: ignore[attr-defined]
-            ("bytes written", before.bytes_written,  # type: ignore[attr-defined]
-             after.bytes_written)]  # type: ignore[attr-defined]
+    rows = [("nodes", len(before.nodes), len(after.nodes)),
+            ("FLOPs", before.flops, after.flops),
+            ("bytes read", before.bytes_read, after.bytes_read),
+            ("bytes written", before.bytes_written, after.bytes_written)]
     for label, b, a in rows:
         table.add_row(label, human(b), human(a), f"{a / b:.4f}" if b else "-")
     return table
@@ -74,16 +82,10 @@ def _stats_table(before: object, after: object, title: str) -> object:
 def _cmd_opt(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from graphc.fileio import atomic_write_text, read_graph
-    from graphc.jsonio import to_json
+    from graphc.fileio import read_graph
     from graphc.passes import PassError, PassManager, cost
-    from graphc.text import to_text
 
-    try:
-        g = read_graph(args.file)
-    except GraphError as e:
-        print(e, file=sys.stderr)
-        return EXIT_BAD_INPUT
+    g = read_graph(args.file)  # a bad file: main() prints it and exits 2
     after: list[str] | str = "all" if args.print_ir_after_all else (args.print_ir_after or [])
     before: list[str] | str = "all" if args.print_ir_before_all else (
         args.print_ir_before or [])
@@ -97,11 +99,7 @@ def _cmd_opt(args: argparse.Namespace) -> int:
     if args.stats:
         Console(stderr=True).print(_stats_table(cost(g), cost(result),
                                                 f"cost of @{g.name}: {args.pipeline}"))
-    text = to_json(result) + "\n" if args.json else to_text(result)
-    if args.output:
-        atomic_write_text(args.output, text)
-    else:
-        sys.stdout.write(text)
+    _emit(result, args)
     return EXIT_OK
 
 

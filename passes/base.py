@@ -100,15 +100,18 @@ def make_pass(name: str, options: dict[str, str | Any] | None = None) -> Pass:
     return cls(**kwargs)
 
 
-def function_pass(name: str, summary: str) -> Callable[[Callable[[Graph], Graph]], type[Pass]]:
-    """Decorator turning an option-less ``Graph -> Graph`` function into a registered pass."""
+def function_pass(name: str, summary: str
+                  ) -> Callable[[Callable[[Graph], Graph]], Callable[[Graph], Graph]]:
+    """Decorator registering an option-less ``Graph -> Graph`` function as the pass
+    ``name``; the function itself is returned unchanged."""
 
-    def wrap(fn: Callable[[Graph], Graph]) -> type[Pass]:
+    def wrap(fn: Callable[[Graph], Graph]) -> Callable[[Graph], Graph]:
         cls = dataclasses.dataclass(type(
             fn.__name__.title().replace("_", "") + "Pass", (Pass,),
             {"name": name, "summary": summary, "run": lambda self, g: fn(g),
-             "__doc__": fn.__doc__},
+             "__doc__": fn.__doc__, "__module__": fn.__module__},
         ))
-        return register_pass(cls)
+        register_pass(cls)
+        return fn
 
     return wrap

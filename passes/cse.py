@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from graphc.passes.base import Pass, register_pass
+from graphc.passes.base import function_pass
 from graphc.passes.rewrite import Rebuilder
 
 from graphc.graph import Graph
@@ -39,13 +38,4 @@ def cse(g: Graph) -> Graph:
     return rb.finish()
 
 
-@register_pass
-@dataclass
-class CSE(Pass):
-    """Common-subexpression elimination."""
-
-    name = "cse"
-    summary = "merge identical nodes (same op, attributes and operands)"
-
-    def run(self, g: Graph) -> Graph:
-        return cse(g)
+function_pass("cse", "merge identical nodes (same op, attributes and operands)")(cse)

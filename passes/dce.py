@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from graphc.passes.base import Pass, register_pass
+from graphc.passes.base import Pass, function_pass, register_pass
 from graphc.passes.rewrite import Rebuilder, live_nodes
 
 from graphc.graph import Graph
 from graphc.reads import ReadsArg, normalize_reads
+from graphc.tensor import Tensor
 
 
 def dce(g: Graph) -> Graph:
@@ -18,13 +19,18 @@ def dce(g: Graph) -> Graph:
     Leaves (inputs, params, states) stay even when unused, so callers feed and bind the
     same names before and after. Returns a new graph.
     """
-    roots = list(g.outputs.values()) + [v for v in g.assigns.values()]
-    live = live_nodes(g, roots)
+    return _keep_live(g, g.outputs)
+
+
+def _keep_live(g: Graph, outputs: dict[str, Tensor]) -> Graph:
+    """A copy of ``g`` with ``outputs`` marked and only the nodes they and the state
+    updates need."""
+    live = live_nodes(g, list(outputs.values()) + list(g.assigns.values()))
     rb = Rebuilder(g)
     for t in g.nodes:
         if not t.is_leaf and t in live:
             rb.map[t] = rb.copy(t)
-    return rb.finish()
+    return rb.finish(outputs=outputs)
 
 
 def dead_outputs(g: Graph, reads: ReadsArg, taps: Literal["error", "protect"] = "error"
@@ -37,25 +43,10 @@ def dead_outputs(g: Graph, reads: ReadsArg, taps: Literal["error", "protect"] = 
     outputs.
     """
     g, rd = normalize_reads(g, reads, taps)
-    kept = {name: t for name, t in g.outputs.items() if name in rd}
-    live = live_nodes(g, list(kept.values()) + list(g.assigns.values()))
-    rb = Rebuilder(g)
-    for t in g.nodes:
-        if not t.is_leaf and t in live:
-            rb.map[t] = rb.copy(t)
-    return rb.finish(outputs=kept)
+    return _keep_live(g, {name: t for name, t in g.outputs.items() if name in rd})
 
 
-@register_pass
-@dataclass
-class DCE(Pass):
-    """Dead-code elimination: drop nodes no output or state update needs."""
-
-    name = "dce"
-    summary = "remove nodes that no output and no state update depends on"
-
-    def run(self, g: Graph) -> Graph:
-        return dce(g)
+function_pass("dce", "remove nodes that no output and no state update depends on")(dce)
 
 
 @register_pass

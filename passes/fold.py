@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from graphc.passes.base import Pass, register_pass
+from graphc.passes.base import function_pass
 from graphc.passes.rewrite import Rebuilder
 
 from graphc.graph import Graph
@@ -122,13 +121,5 @@ def fold(g: Graph, rules: Mapping[str, Rule] = RULES) -> Graph:
     return rb.finish()
 
 
-@register_pass
-@dataclass
-class Fold(Pass):
-    """Fold simple patterns: x*1, x+0, scale by 1, double transpose, reshape of reshape."""
-
-    name = "fold"
-    summary = "fold identities: scale by 1, add of zeros, double transpose, reshape chains"
-
-    def run(self, g: Graph) -> Graph:
-        return fold(g)
+function_pass("fold", "fold identities: scale by 1, add of zeros, double transpose, "
+                      "reshape chains")(fold)
