@@ -155,13 +155,16 @@ def build_main(cfg: QwenConfig, n_tokens: int, name: str = "qwen", kv_cache: boo
     return g
 
 
-def build_mtp(cfg: QwenConfig, n_tokens: int, name: str = "mtp") -> gc.Graph:
+def build_mtp(cfg: QwenConfig, n_tokens: int, name: str = "mtp", kv_cache: bool = True
+              ) -> gc.Graph:
     """The MTP head over ``n_tokens`` (hidden state, next token) pairs.
 
     Inputs: ``hidden`` f32[n, d] (the main model's hidden state at positions t),
     ``tokens`` i32[n] (the tokens at t+1), ``pos`` i32[n] (t+1, the head's own KV-cache
-    slots). States: ``mtp.k_cache``, ``mtp.v_cache``. Outputs: ``logits`` [n, vocab]
-    (drafts for t+2) and ``mtp_hidden`` [n, d] (the block's output, to chain drafts).
+    slots). States (with ``kv_cache``): ``mtp.k_cache``, ``mtp.v_cache``; without, the
+    pairs attend to each other causally (for training, ``pos`` = 0..n-1: RoPE depends only
+    on relative positions). Outputs: ``logits`` [n, vocab] (drafts for t+2) and
+    ``mtp_hidden`` [n, d] (the block's output, to chain drafts).
     """
     g = gc.Graph(name)
     hidden = g.input("hidden", (n_tokens, cfg.d_model))
@@ -181,23 +184,29 @@ def build_mtp(cfg: QwenConfig, n_tokens: int, name: str = "mtp") -> gc.Graph:
     e = g.mul(g.rms_norm(g.get_rows(embed, tokens), cfg.eps), w("mtp.enorm"))
     x = g.concat([h, e], axis=1) @ w("mtp.proj")
     kv_shape = (cfg.max_ctx, cfg.n_kv_heads, cfg.head_dim)
-    cache = (g.state("mtp.k_cache", kv_shape), g.state("mtp.v_cache", kv_shape))
+    cache = (g.state("mtp.k_cache", kv_shape), g.state("mtp.v_cache", kv_shape)) \
+        if kv_cache else None
     x = block(g, cfg, x, pos, "mtp", cache)
     g.set_output(g.mul(g.rms_norm(x, cfg.eps), w("mtp.final_norm")) @ lm_head, "logits")
     g.set_output(x, "mtp_hidden")
     return g
 
 
-def save_weights(path: str, params: dict[str, np.ndarray], config: QwenConfig | None = None
-                 ) -> None:
-    """Write named weights to ``.npz`` (with the config, if given, under ``__config__``)
-    or ``.safetensors`` (needs the ``safetensors`` package), atomically."""
+def save_weights(path: str, params: dict[str, np.ndarray], config: QwenConfig | None = None,
+                 info: dict[str, object] | None = None) -> None:
+    """Write named weights to ``.npz`` (with the config under ``__config__`` and free-form
+    ``info`` under ``__info__``, as JSON bytes) or ``.safetensors`` (needs the
+    ``safetensors`` package), atomically."""
     import json
     import os
     import tempfile
 
-    meta = {"__config__": np.frombuffer(json.dumps(config.__dict__).encode(), np.uint8)} \
-        if config is not None else {}
+    def blob(obj: object) -> np.ndarray:
+        return np.frombuffer(json.dumps(obj).encode(), np.uint8)
+
+    meta = {"__config__": blob(config.__dict__)} if config is not None else {}
+    if info is not None:
+        meta["__info__"] = blob(info)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, suffix=os.path.splitext(path)[1])
     os.close(fd)
@@ -237,7 +246,7 @@ def load_weights(path: str) -> tuple[dict[str, np.ndarray], QwenConfig | None]:
             cfg = QwenConfig(**json.loads(meta["config"])) if "config" in meta else None
             return params, cfg
         with np.load(path, allow_pickle=False) as z:
-            params = {k: z[k] for k in z.files if k != "__config__"}
+            params = {k: z[k] for k in z.files if not k.startswith("__")}
             cfg = (QwenConfig(**json.loads(bytes(z["__config__"]).decode()))
                    if "__config__" in z.files else None)
         return params, cfg
@@ -245,6 +254,14 @@ def load_weights(path: str) -> tuple[dict[str, np.ndarray], QwenConfig | None]:
         raise
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise gc.GraphError(f"{path}: cannot read weights: {e}") from None
+
+
+def load_info(path: str) -> dict[str, object]:
+    """The ``__info__`` stored with an ``.npz`` checkpoint (empty when there is none)."""
+    import json
+
+    with np.load(path, allow_pickle=False) as z:
+        return json.loads(bytes(z["__info__"]).decode()) if "__info__" in z.files else {}
 
 
 def check_params(cfg: QwenConfig, params: dict[str, np.ndarray], mtp: bool = True) -> None:

@@ -28,6 +28,16 @@ from graphc.examples.qwen import QwenConfig, build_main, build_mtp
 import graphc as gc
 
 SOURCES = {"pre_norm": "h_pre_norm", "post_norm": "h_post_norm"}
+# What each call reads (the executables are compiled for exactly these reads). "{src}" is
+# the hidden state the MTP head is fed from.
+READS: dict[str, dict[str, object]] = {
+    "prompt": {"logits": [-1], "{src}": "all"},       # speculative prompt processing
+    "verify": {"logits": "all", "{src}": "all"},      # k+1 tokens checked at once
+    "greedy_prompt": {"logits": [-1]},
+    "greedy_step": {"logits": "all"},
+    "mtp_sync": {"logits": [-1], "mtp_hidden": [-1]},  # accepted pairs; draft from the last
+    "mtp_chain": {"logits": "all", "mtp_hidden": "all"},  # one chained draft
+}
 
 
 @dataclass
@@ -89,6 +99,25 @@ class Runner:
             self.compile_seconds += time.perf_counter() - t0
         return self._exes[key]
 
+    def reads(self, call: str) -> dict[str, object]:
+        """The reads of one kind of call (see READS), with the MTP source filled in."""
+        return {self.source if k == "{src}" else k: v for k, v in READS[call].items()}
+
+    def prepare(self, prompt_len: int, k: int | None = None, greedy: bool = True) -> None:
+        """Compile, ahead of timing, every executable generation will use: prompt
+        processing, and for draft length ``k`` the verify call and every MTP call size."""
+        if greedy:
+            self._exe("main", prompt_len, self.reads("greedy_prompt"))
+            self._exe("main", 1, self.reads("greedy_step"))
+        if k is not None:
+            self._exe("main", prompt_len, self.reads("prompt"))
+            self._exe("main", k + 1, self.reads("verify"))
+            self._exe("mtp", prompt_len, self.reads("mtp_sync"))
+            for n in range(1, k + 2):
+                self._exe("mtp", n, self.reads("mtp_sync"))
+            if k > 1:
+                self._exe("mtp", 1, self.reads("mtp_chain"))
+
     def reset(self) -> None:
         """Empty KV caches (a new sequence)."""
         self.main_state = None
@@ -144,11 +173,12 @@ def greedy_generate(runner: Runner, prompt: list[int], n_new: int
     runner.reset()
     stats = SpecStats()
     t0 = time.perf_counter()
-    out = runner.main(prompt, 0, {"logits": [-1]})
+    out = runner.main(prompt, 0, runner.reads("greedy_prompt"))
     stats.main_calls += 1
     tokens = [int(np.argmax(out["logits"][-1]))]
     while len(tokens) < n_new:
-        out = runner.main([tokens[-1]], len(prompt) + len(tokens) - 1, {"logits": "all"})
+        out = runner.main([tokens[-1]], len(prompt) + len(tokens) - 1,
+                          runner.reads("greedy_step"))
         stats.main_calls += 1
         tokens.append(int(np.argmax(out["logits"][-1])))
     stats.seconds = time.perf_counter() - t0
@@ -167,25 +197,24 @@ def speculative_generate(runner: Runner, prompt: list[int], n_new: int, k: int =
     stats = SpecStats()
     t0 = time.perf_counter()
     n = len(prompt)
-    out = runner.main(prompt, 0, {"logits": [-1], src: "all"})  # prompt processing
+    out = runner.main(prompt, 0, runner.reads("prompt"))  # prompt processing
     stats.main_calls += 1
     tokens = [int(np.argmax(out["logits"][-1]))]
     # the head sees (h_i, x_{i+1}) for every prompt position: its cache fills up, and the
     # last pair drafts the token after the one just produced
     pairs = prompt[1:] + tokens
-    m = runner.mtp(out[src], pairs, 1, {"logits": [-1], "mtp_hidden": [-1]})
+    m = runner.mtp(out[src], pairs, 1, runner.reads("mtp_sync"))
     stats.mtp_calls += 1
     while len(tokens) < n_new:
         last = n + len(tokens) - 1  # position of the newest token, already emitted
         drafts = [int(np.argmax(m["logits"][-1]))]
         mh = m["mtp_hidden"][-1:]
         for j in range(1, k):  # chain: feed the head its own hidden state and the draft
-            m2 = runner.mtp(mh, [drafts[-1]], last + j + 1, {"logits": "all",
-                                                             "mtp_hidden": "all"})
+            m2 = runner.mtp(mh, [drafts[-1]], last + j + 1, runner.reads("mtp_chain"))
             stats.mtp_calls += 1
             drafts.append(int(np.argmax(m2["logits"][-1])))
             mh = m2["mtp_hidden"]
-        ver = runner.main([tokens[-1], *drafts], last, {"logits": "all", src: "all"})
+        ver = runner.main([tokens[-1], *drafts], last, runner.reads("verify"))
         stats.main_calls += 1
         choice = np.argmax(ver["logits"], axis=-1)
         a = 0
@@ -198,7 +227,7 @@ def speculative_generate(runner: Runner, prompt: list[int], n_new: int, k: int =
         tokens.extend(new)
         # keep the head's cache in step with the accepted positions
         hid = ver[src][: a + 1]
-        m = runner.mtp(hid, new, last + 1, {"logits": [-1], "mtp_hidden": [-1]})
+        m = runner.mtp(hid, new, last + 1, runner.reads("mtp_sync"))
         stats.mtp_calls += 1
     stats.seconds = time.perf_counter() - t0
     tokens = tokens[:n_new]

@@ -1,0 +1,190 @@
+"""Train the tiny checkpoint that ``graphc demo`` loads, through graphc itself.
+
+Run: python examples/train_tiny.py [--steps 1600] [--out examples/tiny_mtp.npz] [--quick]
+
+- **Model:** the Qwen-style model of ``qwen.py`` (byte vocabulary of 256, d_model 128,
+  2 layers, 4 heads / 2 KV heads, SwiGLU 256) and two MTP heads. ``mtp.*`` is trained on
+  the pre-norm hidden state (as in DeepSeek-style MTP, its loss also trains the main
+  model). ``mtp_post.*`` is trained on the post-norm hidden state with the main model held
+  fixed (stop-gradient), for the pre-norm/post-norm study.
+- **Through graphc:** the graphs are built with the graphc API, lowered by the JAX
+  backend's ``lower`` into pure functions of the params, batched with ``jax.vmap`` and
+  differentiated with ``jax.grad``. AdamW and a cosine schedule are written out below.
+- **Loss:** next-token cross-entropy, plus 0.5 times each head's next-next-token
+  cross-entropy.
+- **Corpus:** the Python standard library's own source files (the top-level ``*.py``
+  of the running Python's ``Lib`` folder), read as bytes, so every machine has it and
+  nothing is downloaded. Every 10th file, by sorted name, is held out for evaluation.
+  The corpus digest is stored in the checkpoint; the same Python version reproduces the
+  checkpoint exactly (a deterministic seed on the CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from graphc.backends.jax_lowering import lower
+from graphc.examples.qwen import QwenConfig, build_main, build_mtp, init_params, save_weights
+
+CONFIG = QwenConfig(vocab=256, d_model=128, n_layers=2, n_heads=4, n_kv_heads=2, d_ffn=256,
+                    rope_theta=10000.0, max_ctx=256)
+DEFAULT_OUT = str(Path(__file__).with_name("tiny_mtp.npz"))
+
+
+def corpus() -> tuple[np.ndarray, np.ndarray, str, int]:
+    """(train bytes, held-out bytes, sha256 of the whole corpus, number of files)."""
+    lib = Path(os.__file__).parent
+    files = sorted(p for p in lib.glob("*.py") if p.is_file())
+    train, held = [], []
+    h = hashlib.sha256()
+    for k, p in enumerate(files):
+        data = p.read_bytes()
+        h.update(p.name.encode() + b"\0" + data)
+        (held if k % 10 == 0 else train).append(data)
+    join = b"\n\n".join
+    return (np.frombuffer(join(train), np.uint8).astype(np.int32),
+            np.frombuffer(join(held), np.uint8).astype(np.int32), h.hexdigest(), len(files))
+
+
+def windows(data: np.ndarray, n: int, length: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` random windows of ``length`` bytes."""
+    starts = rng.integers(0, len(data) - length, size=n)
+    return np.stack([data[s:s + length] for s in starts])
+
+
+def _ce(logits: jax.Array, y: jax.Array) -> jax.Array:
+    return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=1))
+
+
+def make_loss(cfg: QwenConfig, seq: int) -> Callable[..., Any]:
+    """``loss(params, batch) -> (total, (main CE, pre-norm head CE, post-norm head CE))``
+    for ``batch`` i32[B, seq + 1], built from graphc graphs lowered to JAX."""
+    main_g = build_main(cfg, seq, kv_cache=False)
+    mtp_g = build_mtp(cfg, seq - 1, kv_cache=False)
+    main_fn = lower(main_g, ["logits", "h_pre_norm", "h_post_norm"])
+    mtp_fn = lower(mtp_g, ["logits"])
+    main_names = list(main_g.params)
+    mtp_names = [n for n in mtp_g.params if n.startswith("mtp.")]
+    pos = jnp.arange(seq, dtype=jnp.int32)
+
+    def head(params: dict[str, jax.Array], prefix: str) -> dict[str, jax.Array]:
+        own = {n: params[prefix + n[len("mtp."):]] for n in mtp_names}
+        return {**own, "embed": params["embed"], "lm_head": params["lm_head"]}
+
+    def one(params: dict[str, jax.Array], s: jax.Array) -> tuple[jax.Array, ...]:
+        x, y = s[:-1], s[1:]
+        out, _ = main_fn({n: params[n] for n in main_names}, {}, {"tokens": x, "pos": pos})
+        pre, _ = mtp_fn(head(params, "mtp."), {}, {"hidden": out["h_pre_norm"][:-1],
+                                                   "tokens": x[1:], "pos": pos[:-1]})
+        post_h = jax.lax.stop_gradient(out["h_post_norm"][:-1])
+        frozen = {k: jax.lax.stop_gradient(v) if k in ("embed", "lm_head") else v
+                  for k, v in head(params, "mtp_post.").items()}
+        post, _ = mtp_fn(frozen, {}, {"hidden": post_h, "tokens": x[1:], "pos": pos[:-1]})
+        return _ce(out["logits"], y), _ce(pre["logits"], y[1:]), _ce(post["logits"], y[1:])
+
+    def loss(params: dict[str, jax.Array], batch: jax.Array) -> tuple[jax.Array, Any]:
+        m, a, b = jax.vmap(lambda s: one(params, s))(batch)
+        parts = (m.mean(), a.mean(), b.mean())
+        return parts[0] + 0.5 * parts[1] + 0.5 * parts[2], parts
+
+    return loss
+
+
+def init_all(cfg: QwenConfig, seed: int) -> dict[str, jax.Array]:
+    """Main model, pre-norm head ``mtp.*`` and post-norm head ``mtp_post.*``."""
+    p = init_params(cfg, seed=seed, mtp=True)
+    post = init_params(cfg, seed=seed + 1, mtp=True)
+    p |= {"mtp_post." + k[len("mtp."):]: v for k, v in post.items() if k.startswith("mtp.")}
+    return {k: jnp.asarray(v) for k, v in p.items()}
+
+
+def train(steps: int = 1600, batch: int = 16, seq: int = 128, seed: int = 0,
+          lr: float = 3e-3, weight_decay: float = 0.01, log: Callable[[str], None] = print,
+          cfg: QwenConfig = CONFIG) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Train from scratch; return (params, info with held-out losses)."""
+    train_data, held, digest, n_files = corpus()
+    rng = np.random.default_rng(seed)
+    params = init_all(cfg, seed)
+    loss = make_loss(cfg, seq)
+    grad = jax.jit(jax.value_and_grad(loss, has_aux=True))
+    m = {k: jnp.zeros_like(v) for k, v in params.items()}
+    v = {k: jnp.zeros_like(x) for k, x in params.items()}
+    b1, b2, eps, warm = 0.9, 0.95, 1e-8, max(1, steps // 20)
+
+    @jax.jit
+    def update(params: dict, m: dict, v: dict, g: dict, step: jax.Array, rate: jax.Array
+               ) -> tuple[dict, dict, dict]:
+        norm = jnp.sqrt(sum(jnp.sum(x * x) for x in g.values()))
+        clip = jnp.minimum(1.0, 1.0 / (norm + 1e-6))  # clip the gradient norm at 1
+        new_p, new_m, new_v = {}, {}, {}
+        for k in params:
+            gk = g[k] * clip
+            new_m[k] = b1 * m[k] + (1 - b1) * gk
+            new_v[k] = b2 * v[k] + (1 - b2) * gk * gk
+            mh = new_m[k] / (1 - b1 ** step)
+            vh = new_v[k] / (1 - b2 ** step)
+            decay = weight_decay if params[k].ndim >= 2 else 0.0
+            new_p[k] = params[k] - rate * (mh / (jnp.sqrt(vh) + eps) + decay * params[k])
+        return new_p, new_m, new_v
+
+    t0 = time.perf_counter()
+    for step in range(1, steps + 1):
+        frac = step / warm if step <= warm else 0.1 + 0.9 * 0.5 * (
+            1 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
+        xb = jnp.asarray(windows(train_data, batch, seq + 1, rng))
+        (total, parts), g = grad(params, xb)
+        params, m, v = update(params, m, v, g, jnp.float32(step), jnp.float32(lr * frac))
+        if step % max(1, steps // 20) == 0 or step == 1:
+            log(f"step {step:5d}/{steps}  loss {float(total):.3f}  main {float(parts[0]):.3f}"
+                f"  mtp(pre) {float(parts[1]):.3f}  mtp(post) {float(parts[2]):.3f}"
+                f"  ({time.perf_counter() - t0:.0f} s)")
+    ev = evaluate(params, held, seq, seed, cfg=cfg)
+    info = {"steps": steps, "batch": batch, "seq": seq, "seed": seed, "lr": lr,
+            "train_seconds": round(time.perf_counter() - t0, 1), "corpus_sha256": digest,
+            "corpus_files": n_files, "python": sys.version.split()[0],
+            "jax": jax.__version__, **ev}
+    log("held-out loss (nats/byte): " + ", ".join(f"{k} {v}" for k, v in ev.items()))
+    return {k: np.asarray(x) for k, x in params.items()}, info
+
+
+def evaluate(params: dict[str, Any], held: np.ndarray, seq: int = 128, seed: int = 0,
+             n: int = 64, cfg: QwenConfig = CONFIG) -> dict[str, float]:
+    """Mean held-out cross-entropy of the main model and both heads on ``n`` windows."""
+    loss = jax.jit(make_loss(cfg, seq))
+    xb = jnp.asarray(windows(held, n, seq + 1, np.random.default_rng(seed + 12345)))
+    _, (m, a, b) = loss({k: jnp.asarray(x) for k, x in params.items()}, xb)
+    return {"held_out_main": round(float(m), 4), "held_out_mtp_pre": round(float(a), 4),
+            "held_out_mtp_post": round(float(b), 4)}
+
+
+def main() -> None:
+    """Train and write the checkpoint."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--steps", type=int, default=1600)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--out", default=DEFAULT_OUT)
+    ap.add_argument("--quick", action="store_true", help="50 steps, to try the script out")
+    args = ap.parse_args()
+    steps = 50 if args.quick else args.steps
+    params, info = train(steps, args.batch, args.seq, args.seed, args.lr)
+    save_weights(args.out, params, CONFIG, info)
+    size = os.path.getsize(args.out)
+    print(f"wrote {args.out} ({size / 1e6:.2f} MB)")
+
+
+if __name__ == "__main__":
+    main()
