@@ -14,7 +14,9 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from graphc.graph import Graph
+    from graphc.passes.aliasing import Violation
     from graphc.passes.cost import CostReport
+    from graphc.passes.memory import MemoryPlan
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -103,9 +105,12 @@ def _cmd_opt(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _plan_for(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """Read the file and plan it as the check/plan commands' options say."""
+def _plan_and_check(args: argparse.Namespace
+                    ) -> tuple[Graph, str | None, MemoryPlan, list[Violation]]:
+    """Read the file, plan it as the check/plan options say, and check the plan. A bad
+    file or option raises GraphError (main() prints it and exits 2)."""
     from graphc.fileio import read_graph
+    from graphc.passes.aliasing import check_aliasing
     from graphc.passes.memory import plan_memory
     from graphc.passes.schedule import schedule
 
@@ -114,18 +119,11 @@ def _plan_for(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     order = schedule(g, args.schedule, reads=reads)
     plan = plan_memory(g, order=order, reads=reads, strategy=args.strategy,
                        inplace=not args.no_inplace)
-    return g, reads, plan
+    return g, reads, plan, check_aliasing(g, plan, reads)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from graphc.passes.aliasing import check_aliasing
-
-    try:
-        g, reads, plan = _plan_for(args)
-        found = check_aliasing(g, plan, reads)
-    except GraphError as e:
-        print(e, file=sys.stderr)
-        return EXIT_BAD_INPUT
+    _, reads, plan, found = _plan_and_check(args)
     print(plan.summary())
     if not found:
         print(f"proven safe: no value that is still read shares bytes with a later write "
@@ -141,14 +139,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from graphc.passes.aliasing import check_aliasing
-
-    try:
-        g, reads, plan = _plan_for(args)
-        found = check_aliasing(g, plan, reads)
-    except GraphError as e:
-        print(e, file=sys.stderr)
-        return EXIT_BAD_INPUT
+    g, _, plan, found = _plan_and_check(args)
     table = Table(title=f"memory plan of @{g.name} ({plan.strategy}, {args.schedule} order)")
     for col in ("arena bytes", "lower bound", "ratio", "in-place writes", "state bytes",
                 "param bytes", "violations"):
