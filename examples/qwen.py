@@ -48,10 +48,15 @@ class QwenConfig:
         return self.d_model // self.n_heads
 
     def __post_init__(self) -> None:
+        if min(self.vocab, self.d_model, self.n_heads, self.n_kv_heads, self.d_ffn,
+               self.max_ctx) < 1 or self.n_layers < 0:
+            raise gc.GraphError(f"every size of {self} must be positive")
         if self.d_model % self.n_heads or self.n_heads % self.n_kv_heads:
-            raise ValueError("d_model must divide by n_heads, n_heads by n_kv_heads")
+            raise gc.GraphError(f"d_model ({self.d_model}) must divide by n_heads "
+                                f"({self.n_heads}), and n_heads by n_kv_heads "
+                                f"({self.n_kv_heads})")
         if self.head_dim % 2:
-            raise ValueError("head_dim must be even for RoPE")
+            raise gc.GraphError(f"head_dim ({self.head_dim}) must be even for RoPE")
 
 
 def param_shapes(cfg: QwenConfig) -> dict[str, tuple[int, ...]]:

@@ -50,7 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--study", action="store_true",
                    help="run the pre-norm/post-norm acceptance study (trained checkpoint)")
     p.add_argument("--prompt", help="prompt text (trained byte-level checkpoint)")
-    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--layers", type=int, default=2,
+                   help="model size (--layers, --d-model, --heads, --kv-heads, --vocab) "
+                        "applies with --random or when no checkpoint is shipped")
     p.add_argument("--d-model", type=int, default=64)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--kv-heads", type=int, default=2)
@@ -63,6 +65,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mtp-source", default="pre_norm", choices=sorted(SOURCES))
     p.add_argument("--repeats", type=int, default=7, help="timed runs per measurement")
     p.add_argument("--seed", type=int, default=0)
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """GraphError for options that cannot make a demo, before any work starts."""
+    for name, least in (("new_tokens", 1), ("draft", 1), ("prompt_len", 1), ("layers", 1),
+                        ("repeats", 1), ("d_model", 2), ("heads", 1), ("kv_heads", 1),
+                        ("vocab", 2)):
+        if getattr(args, name) < least:
+            flag = "--" + name.replace("_", "-")
+            raise gc.GraphError(f"{flag} must be at least {least}, got {getattr(args, name)}")
 
 
 def _model(args: argparse.Namespace) -> tuple[QwenConfig, dict[str, np.ndarray], str]:
@@ -97,13 +109,21 @@ def _alternating(a: Callable[[], Any], b: Callable[[], Any], repeats: int
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run every section; return 0 when every check holds, 1 otherwise."""
+    _check_args(args)
     console = console_for(args)
     ok = True
     options: dict[str, Any] = {}
     if args.device and args.backend == "jax":
         import jax
 
-        options["devices"] = [jax.devices(args.device)[0]]
+        try:
+            options["devices"] = [jax.devices(args.device)[0]]
+        except RuntimeError:
+            raise gc.GraphError(
+                f"JAX sees no {args.device!r} device here (it sees "
+                f"{[str(d) for d in jax.devices()]})",
+                fix="drop --device, or install a JAX build for that device (e.g. jax[cuda12])",
+            ) from None
     cfg, params, source = _model(args)
     if args.prompt_len + args.new_tokens + args.draft + 1 > cfg.max_ctx:
         raise gc.GraphError(f"prompt + new tokens + drafts exceed the model's context of "

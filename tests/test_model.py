@@ -137,6 +137,31 @@ def test_generation_errors() -> None:
         Runner(CFG, init_params(CFG), mtp_source="middle")
 
 
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--random", "--heads", "3"], "must divide by n_heads"),
+    (["--new-tokens", "0"], "--new-tokens must be at least 1"),
+    (["--random", "--prompt-len", "0"], "--prompt-len must be at least 1"),
+    (["--layers", "0"], "--layers must be at least 1"),
+    (["--draft", "0"], "--draft must be at least 1"),
+    (["--weights", "/no/such.npz"], "cannot read weights"),
+])
+def test_demo_bad_options(argv: list[str], message: str,
+                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_demo_device_that_is_not_there(capsys: pytest.CaptureFixture[str]) -> None:
+    import jax
+
+    if any(d.platform == "gpu" for d in jax.devices()):
+        pytest.skip("this machine has a GPU")
+    assert main(["demo", "--random", "--device", "gpu"]) == 2
+    err = capsys.readouterr().err
+    assert "JAX sees no 'gpu' device" in err and "Traceback" not in err
+
+
 def test_demo_runs_with_tiny_settings(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["demo", "--random", "--layers", "1", "--d-model", "32", "--vocab", "64",
                  "--prompt-len", "12", "--new-tokens", "10", "--draft", "2", "--repeats", "2"])
