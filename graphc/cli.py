@@ -21,6 +21,17 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_PROBLEMS, EXIT_BAD_INPUT = 0, 1, 2
 
 
+def _positive(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
@@ -265,14 +276,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     z = sub.add_parser("fuzz", help="generated graphs through the pipeline, every backend, "
                        "every planner, and checker mutation testing")
-    z.add_argument("--examples", type=int, default=200)
+    z.add_argument("--examples", type=_positive, default=200)
     z.add_argument("--seed", type=int, default=0)
     z.add_argument("--pipeline", default="default",
                    help='"default" (the output-driven pipeline for each example\'s reads) '
                         "or pipeline text")
     z.add_argument("--backends", default="reference,arena,jax")
     z.add_argument("--time-limit", type=float, default=None, help="seconds")
-    z.add_argument("--max-nodes", type=int, default=10)
+    z.add_argument("--max-nodes", type=_positive, default=10)
     z.add_argument("--out-dir", default="fuzz-failures",
                    help="where shrunk failing graphs are written")
     z.set_defaults(func=_cmd_fuzz)
@@ -298,6 +309,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args)
     except GraphError as e:
         print(e, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as e:  # a file we were asked to write (or read) cannot be
+        where = f" {e.filename}" if e.filename else ""
+        print(f"error: {e.strerror or e}:{where}", file=sys.stderr)
+        print("  fix: check that the folder exists and is writable", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130

@@ -20,6 +20,8 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     Either the whole new content lands or the old file (if any) is left untouched.
     """
     target = Path(path)
+    if not target.parent.is_dir():
+        raise FileNotFoundError(2, "no such folder", str(target.parent))
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
                                dir=target.parent if str(target.parent) else ".")
     try:

@@ -84,3 +84,16 @@ def test_console_script_gives_no_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert f"{bad}:2:12: error: undefined value %nothing" in proc.stderr
+
+
+def test_unwritable_output_is_a_clear_error(toy_file: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "no" / "such" / "dir"
+    assert main(["fmt", str(toy_file), "-o", str(missing / "x.gc")]) == 2
+    assert main(["plan", str(toy_file), "--png", str(missing / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert "no such folder" in err or "No such file" in err
+    assert "Traceback" not in err
+    with pytest.raises(SystemExit) as info:
+        main(["fuzz", "--examples", "-5"])
+    assert info.value.code == 2
