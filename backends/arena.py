@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 from graphc.backends.reference import evaluate_node
-from graphc.passes.aliasing import check_aliasing
-from graphc.passes.memory import MemoryPlan, plan_memory
+from graphc.passes.aliasing import plan_and_prove
+from graphc.passes.memory import MemoryPlan
 
 from graphc.dtypes import to_numpy
-from graphc.errors import AliasError, GraphError
+from graphc.errors import GraphError
 from graphc.executable import Executable
 from graphc.graph import Graph
 from graphc.ops import contiguous_strides
@@ -88,17 +88,6 @@ def build(graph: Graph, params: Any, reads: Reads, states: Any = None, *,
     and return the executable."""
     if options:
         raise GraphError(f"the arena backend takes no option {sorted(options)[0]!r}")
-    if plan is None:
-        from graphc.passes.schedule import schedule as make_order
-
-        plan = plan_memory(graph, order=make_order(graph, schedule), reads=dict(reads.rows),
-                           strategy=strategy)
-    if report is not None:
-        report.arena_bytes, report.lower_bound_bytes = plan.arena_bytes, plan.lower_bound_bytes
-        report.state_bytes = plan.state_bytes
-    if check:
-        found = check_aliasing(graph, plan, dict(reads.rows))
-        if found:
-            raise AliasError(found, f"memory plan for @{graph.name} is not safe: "
-                                    f"{len(found)} violation(s)")
+    plan = plan_and_prove(graph, dict(reads.rows), plan=plan, schedule=schedule,
+                          strategy=strategy, check=check, report=report)
     return ArenaExecutable(graph, params, reads, states, plan)

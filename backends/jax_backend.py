@@ -20,14 +20,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from graphc.backends.jax_lowering import lower, lower_nodes, lowering_for
-from graphc.passes.aliasing import check_aliasing
-from graphc.passes.memory import plan_memory
+from graphc.passes.aliasing import plan_and_prove
 from graphc.passes.placement import DevicePlacement, place
-from graphc.passes.schedule import schedule as make_order
 from jax.sharding import Mesh, NamedSharding, SingleDeviceSharding
 from jax.sharding import PartitionSpec as P
 
-from graphc.errors import AliasError, GraphError
+from graphc.errors import GraphError
 from graphc.executable import Executable
 from graphc.graph import Graph
 from graphc.reads import Reads
@@ -234,15 +232,8 @@ def build(graph: Graph, params: Any, reads: Reads, states: Any = None, *,
         raise GraphError(f"split={split!r} needs devices=[...]",
                          fix="pass devices=jax.devices()[:n]")
     report = report or CompileReport(backend="jax", pipeline="none")
-    t0 = time.perf_counter()
-    order = make_order(graph, schedule)
-    plan = plan_memory(graph, order=order, reads=dict(reads.rows), strategy=strategy)
-    found = check_aliasing(graph, plan, dict(reads.rows)) if check else []
-    report.plan_seconds = time.perf_counter() - t0
-    report.arena_bytes, report.lower_bound_bytes = plan.arena_bytes, plan.lower_bound_bytes
-    report.state_bytes = plan.state_bytes
-    if found:
-        raise AliasError(found, f"memory plan for @{graph.name} is not safe: {len(found)} "
-                                f"violation(s)")
+    plan = plan_and_prove(graph, dict(reads.rows), schedule=schedule, strategy=strategy,
+                          check=check, report=report)
+    order = plan.order
     return JaxExecutable(graph, params, reads, states, order=order, report=report,
                          devices=devices, split=split)

@@ -11,8 +11,6 @@ memory planning) as a share of JAX's trace + compile time (goal <= 10%).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,21 +21,13 @@ from graphc.examples.qwen import QwenConfig, build_main, init_params
 from graphc.examples.qwen_jax import jitted_forward
 
 import graphc as gc
+from graphc.timing import interleaved_medians
 
 
 def _medians(a: Callable[[], Any], b: Callable[[], Any], repeats: int) -> tuple[float, float]:
-    """Median times of ``a`` and ``b``, measured alternately so that drift in the
-    machine's load hits both the same."""
-    for _ in range(3):
-        jax.block_until_ready(a())
-        jax.block_until_ready(b())
-    ta, tb = [], []
-    for k in range(2 * repeats):
-        fn, acc = (a, ta) if k % 2 == 0 else (b, tb)
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        acc.append(time.perf_counter() - t0)
-    return statistics.median(ta), statistics.median(tb)
+    """Median times of ``a`` and ``b``, measured alternately after 3 warm-up rounds."""
+    t_a, t_b = interleaved_medians([a, b], repeats, warmup=3, sync=jax.block_until_ready)
+    return t_a, t_b
 
 
 def _line(label: str, t_g: float, t_h: float, rep: Any) -> None:

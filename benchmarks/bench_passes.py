@@ -14,24 +14,20 @@ Run: python benchmarks/bench_passes.py [--quick]
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+from collections.abc import Callable
 
 import numpy as np
 from graphc.examples.qwen import QwenConfig, build_main
 from graphc.passes import PassManager, cost, optimize_for_reads
 from graphc.passes.cost import human
 
+from graphc.timing import interleaved_medians
+
 PIPELINE = ("dead-outputs{reads=logits[-1]},prune-rows{reads=logits[-1]},fold,cse,dce")
 
 
-def _median_time(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def _median_time(fn: Callable[[], object], repeats: int) -> float:
+    return interleaved_medians([fn], repeats, warmup=0)[0]
 
 
 def scaling(quick: bool) -> None:

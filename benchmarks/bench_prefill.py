@@ -13,8 +13,6 @@ the measured speed-up against "every output", and the cost model's predicted spe
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from typing import Any
 
 import jax
@@ -24,6 +22,7 @@ from graphc.examples.qwen import QwenConfig, build_main, init_params
 from graphc.passes import cost
 
 import graphc as gc
+from graphc.timing import interleaved_medians
 
 CASES = [("every output", None), ("h_pre_norm only", {"h_pre_norm": "all"}),
          ("logits[-1] + h_pre_norm", {"logits": [-1], "h_pre_norm": "all"})]
@@ -41,15 +40,8 @@ def measure(vocab: int, d_model: int, layers: int, n_tokens: int, repeats: int) 
     for _, reads in CASES:
         pipeline = "none" if reads is None else "default"
         exes.append(gc.compile(g, params=params, reads=reads, backend="jax", pipeline=pipeline))
-    times: list[list[float]] = [[] for _ in exes]
-    for exe in exes:
-        jax.block_until_ready(exe.run(feeds))
-    for _ in range(repeats):
-        for k, exe in enumerate(exes):
-            t0 = time.perf_counter()
-            jax.block_until_ready(exe.run(feeds))
-            times[k].append(time.perf_counter() - t0)
-    med = [statistics.median(t) for t in times]
+    med = interleaved_medians([lambda exe=exe: exe.run(feeds) for exe in exes], repeats,
+                              sync=jax.block_until_ready)
     flops = [cost(g).flops] + [cost(e.graph).flops for e in exes[1:]]
     print(f"\nvocab {vocab:,}, d={d_model}, {layers} layers, {n_tokens} tokens")
     print(f"  {'reads':<26} {'median':>10} {'measured speed-up':>18} {'predicted (FLOPs)':>18}")

@@ -10,8 +10,8 @@ import numpy as np
 import graphc as gc
 
 
-def main() -> None:
-    """Build the toy graph, check it, run it, and compare with NumPy."""
+def build_toy() -> gc.Graph:
+    """The toy graph of DESIGN.md and the README."""
     g = gc.Graph("toy")
     x = g.input("x", (8, 64), "f32")
     w = g.param("w", (64, 64), "f32")
@@ -19,7 +19,12 @@ def main() -> None:
     n = g.rms_norm(h, eps=1e-6)
     g.set_output(g.matmul(n, w), "logits")
     g.set_output(h, "h_pre_norm")
+    return g
 
+
+def main() -> None:
+    """Build the toy graph, check it, run it, and compare with NumPy."""
+    g = build_toy()
     gc.verify(g)
     text = gc.to_text(g)
     print(text)

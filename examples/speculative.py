@@ -129,8 +129,10 @@ class Runner:
         updated caches for the next call (zeros for a new sequence)."""
         exe = self._exe(kind, len(feeds["tokens"]), reads)
         state = self.main_state if kind == "main" else self.mtp_state
-        exe.state = state if state is not None else {
-            n: np.zeros(t.shape, np.float32) for n, t in exe.graph.states.items()}
+        if state is None:
+            exe.reset_state()
+        else:
+            exe.state = state
         out = exe.run(feeds)
         if kind == "main":
             self.main_state = exe.state

@@ -14,8 +14,6 @@
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from graphc.examples.qwen import QwenConfig, build_main, check_params, init_para
 from graphc.examples.speculative import SOURCES, Runner, greedy_generate, speculative_generate
 from graphc.passes import check_aliasing, cost, plan_memory
 from graphc.passes.cost import human
+from graphc.timing import interleaved_medians
 
 PROMPT = (b"class Counter:\n    def __init__(self, name, start=0):\n        self.name = name\n"
           b"        self.count = start\n\n    def increment(self):\n        self.")
@@ -91,22 +90,6 @@ def _model(args: argparse.Namespace) -> tuple[QwenConfig, dict[str, np.ndarray],
     return cfg, init_params(cfg, seed=args.seed, mtp=True), f"random (seed {args.seed})"
 
 
-def _alternating(a: Callable[[], Any], b: Callable[[], Any], repeats: int
-                 ) -> tuple[float, float]:
-    """Median seconds of a and b, timed alternately after a warm-up of each."""
-    import jax
-
-    a_times, b_times = [], []
-    for fn in (a, b):
-        jax.block_until_ready(fn())
-    for _ in range(repeats):
-        for fn, acc in ((a, a_times), (b, b_times)):
-            t0 = time.perf_counter()
-            jax.block_until_ready(fn())
-            acc.append(time.perf_counter() - t0)
-    return statistics.median(a_times), statistics.median(b_times)
-
-
 def run_demo(args: argparse.Namespace) -> int:
     """Run every section; return 0 when every check holds, 1 otherwise."""
     _check_args(args)
@@ -160,16 +143,17 @@ def run_demo(args: argparse.Namespace) -> int:
                           **options)
         lean = gc.compile(g, params=main_params, reads=reads, backend=args.backend,
                           pipeline="default", **options)
-    zeros = {n: np.zeros(t.shape, np.float32) for n, t in g.states.items()}
-
     def run(exe: gc.Executable) -> Callable[[], Any]:
         def call() -> Any:
-            exe.state = dict(zeros)
+            exe.reset_state()
             return exe.run(feeds)
         return call
 
+    import jax
+
     with console.status(f"timing both, {args.repeats} runs each after warm-up..."):
-        t_full, t_lean = _alternating(run(full), run(lean), args.repeats)
+        t_full, t_lean = interleaved_medians([run(full), run(lean)], args.repeats,
+                                             sync=jax.block_until_ready)
     f_full, f_lean = cost(g).flops, cost(lean.graph).flops
     table = Table()
     for col in ("compiled for", "FLOPs (model)", "median time", "outputs returned"):
@@ -292,7 +276,6 @@ def _tap_demo(console: Console, cfg: QwenConfig, params: dict[str, np.ndarray],
     for v in found:
         console.print(f"  [red]{escape(str(v))}[/red]", highlight=False)
     exe = gc.compile(g, params=params, backend="arena", plan=plan, check=False)
-    exe.state = {n: np.zeros(t.shape, np.float32) for n, t in g.states.items()}
     exe.run(feeds)
     got = exe.read_buffer(tap)
     off_pre = float(np.max(np.abs(got - truth["h_pre_norm"])))
@@ -304,7 +287,6 @@ def _tap_demo(console: Console, cfg: QwenConfig, params: dict[str, np.ndarray],
     fixed = plan_memory(g, strategy="best-fit-in-order")
     clean = check_aliasing(g, fixed)
     exe = gc.compile(g, params=params, backend="arena", plan=fixed)
-    exe.state = {n: np.zeros(t.shape, np.float32) for n, t in g.states.items()}
     right = np.allclose(exe.run(feeds)["h_pre_norm"], truth["h_pre_norm"], rtol=1e-5, atol=1e-5)
     console.print(f"with g.set_output(tap, \"h_pre_norm\"): violations {len(clean)}, arena "
                   f"result equals the true pre-norm state: {right}")

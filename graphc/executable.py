@@ -35,10 +35,15 @@ class Executable:
         self.reads = reads
         self.params = check_feeds("param", graph.params, params)
         seeded = check_feeds("state", graph.states, states, allow_missing=True)
-        self.state: dict[str, Any] = {
-            n: seeded[n] if n in seeded else np.zeros(t.shape, dtype=to_numpy(t.dtype))
-            for n, t in graph.states.items()
-        }
+        self.state: dict[str, Any] = {**self._zero_state(), **seeded}
+
+    def _zero_state(self) -> dict[str, Any]:
+        return {n: np.zeros(t.shape, dtype=to_numpy(t.dtype))
+                for n, t in self.graph.states.items()}
+
+    def reset_state(self) -> None:
+        """Set every state to zeros (a new sequence: an empty KV cache)."""
+        self.state = self._zero_state()
 
     def _execute(
         self, inputs: dict[str, Any], state: dict[str, Any]

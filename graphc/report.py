@@ -30,6 +30,12 @@ class CompileReport:
     split: str | None = None
     placement: dict[str, Any] = field(default_factory=dict)
 
+    def record_plan(self, plan: Any, seconds: float) -> None:
+        """Note the memory plan made for this compile and the time it took."""
+        self.arena_bytes, self.lower_bound_bytes = plan.arena_bytes, plan.lower_bound_bytes
+        self.state_bytes = plan.state_bytes
+        self.plan_seconds = seconds
+
     @property
     def graphc_share(self) -> float | None:
         """graphc's own time (passes + planning) over JAX's trace + compile time."""

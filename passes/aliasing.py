@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from graphc.passes.memory import MemoryPlan, external_reads, fingerprint, lifetimes
 
-from graphc.errors import GraphError
 from graphc.graph import Graph
 from graphc.ops import OP_TABLE, contiguous_strides, view_layout
 from graphc.reads import ReadsArg
@@ -272,4 +272,24 @@ def assert_safe(g: Graph, plan: MemoryPlan, reads: ReadsArg = None) -> None:
                                 f"violation(s)")
 
 
-__all__ = ["KINDS", "GraphError", "Violation", "assert_safe", "check_aliasing"]
+def plan_and_prove(g: Graph, reads: ReadsArg = None, *, plan: MemoryPlan | None = None,
+                   schedule: str = "input", strategy: str = "greedy-by-size",
+                   check: bool = True, report: Any = None) -> MemoryPlan:
+    """What a backend does before it runs anything: plan ``g`` (unless ``plan`` is given)
+    over the ``schedule`` order, prove the plan safe for ``reads`` (AliasError otherwise;
+    ``check=False`` skips the proof), and record it in ``report`` (a CompileReport)."""
+    t0 = time.perf_counter()
+    if plan is None:
+        from graphc.passes.memory import plan_memory
+        from graphc.passes.schedule import schedule as make_order
+
+        plan = plan_memory(g, order=make_order(g, schedule, reads=reads), reads=reads,
+                           strategy=strategy)
+    if check:
+        assert_safe(g, plan, reads)
+    if report is not None:
+        report.record_plan(plan, time.perf_counter() - t0)
+    return plan
+
+
+__all__ = ["KINDS", "Violation", "assert_safe", "check_aliasing", "plan_and_prove"]

@@ -205,6 +205,13 @@ def _views(order: Sequence[Tensor]) -> tuple[dict[Tensor, Tensor], dict[Tensor, 
     return view_src, layout
 
 
+def _view_root(t: Tensor, view_src: Mapping[Tensor, Tensor]) -> Tensor:
+    """The tensor that owns ``t``'s bytes: ``t`` itself, or the source its views lead to."""
+    while t in view_src:
+        t = view_src[t]
+    return t
+
+
 def _buffers(
     g: Graph, order: list[Tensor], keep: set[Tensor], ggml: bool, inplace: bool
 ) -> tuple[list[_Buffer], dict[Tensor, _Buffer], dict[Tensor, Tensor],
@@ -222,9 +229,7 @@ def _buffers(
     assigned = {v: s for s, v in g._assigns.items()}
 
     def root_value(t: Tensor) -> Tensor:
-        while t in view_src:
-            t = view_src[t]
-        return t
+        return _view_root(t, view_src)
 
     buffers: list[_Buffer] = []
     inplace_of: dict[Tensor, Tensor] = {}
@@ -298,9 +303,7 @@ def plan_memory(
     buffers, root, view_src, layout, inplace_of = _buffers(g, order, keep, ggml, inplace)
 
     def root_value(t: Tensor) -> Tensor:
-        while t in view_src:
-            t = view_src[t]
-        return t
+        return _view_root(t, view_src)
 
     arena = [b for b in buffers if b.region == "arena"]
     if ggml:

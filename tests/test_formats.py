@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+from graphc.examples.quickstart import build_toy
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -24,17 +25,6 @@ graph @toy {
   output %h as "h_pre_norm"
 }
 """
-
-
-def build_toy() -> gc.Graph:
-    g = gc.Graph("toy")
-    x = g.input("x", (8, 64), "f32")
-    w = g.param("w", (64, 64), "f32")
-    h = g.add(g.matmul(x, w), x, name="h")
-    n = g.rms_norm(h, eps=1e-6)
-    g.set_output(g.matmul(n, w), "logits")
-    g.set_output(h, "h_pre_norm")
-    return g
 
 
 def test_toy_prints_as_in_the_design() -> None:

@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 
 @dataclass
 class FuzzReport:
@@ -69,6 +67,7 @@ def check_example(g: Any, reads: dict[Any, object], seed: int, pipeline: str,
     from graphc.reads import normalize_reads
     from graphc.testing.data import random_feeds
     from graphc.testing.mutations import mutate_plan
+    from graphc.testing.oracles import first_mismatch
 
     inputs, params, states = random_feeds(g, seed)
     _, rd = normalize_reads(g, reads)
@@ -88,14 +87,9 @@ def check_example(g: Any, reads: dict[Any, object], seed: int, pipeline: str,
             if any(t.inplace for t in after.nodes):
                 continue  # a forced inplace=True the checker rightly refused
             raise
-        got = exe.run(inputs)
-        for name, sel in rd.rows.items():
-            expect = want[name] if sel == "all" else want[name][list(sel)]
-            value = np.asarray(got[name])
-            if value.shape != expect.shape or not np.allclose(value, expect, rtol=2e-5,
-                                                              atol=2e-5):
-                raise _Failure("mismatch", f"{backend} output {name!r} differs from the "
-                                           f"reference")
+        problem = first_mismatch(want, exe.run(inputs), rd.rows, 2e-5)
+        if problem is not None:
+            raise _Failure("mismatch", f"{backend} {problem} from the reference")
     # 2. every planner strategy
     forced = any(t.inplace for t in g.nodes)
     for strategy in STRATEGIES:
@@ -106,10 +100,10 @@ def check_example(g: Any, reads: dict[Any, object], seed: int, pipeline: str,
         if not found:
             got = gc.compile(g, params=params, states=states, backend="arena", plan=plan
                              ).run(inputs)
-            for name in want:
-                if not np.allclose(got[name], want[name], rtol=1e-5, atol=1e-5):
-                    raise _Failure("unsafe", f"{strategy} plan proven safe, but the arena "
-                                             f"executor differs on {name!r}")
+            problem = first_mismatch(want, got, {n: "all" for n in want}, 1e-5)
+            if problem is not None:
+                raise _Failure("unsafe", f"{strategy} plan proven safe, but the arena "
+                                         f"executor's {problem}")
         # 3. one injected fault
         mutant = mutate_plan(g, plan, None, seed)
         if mutant is not None and not found:

@@ -25,6 +25,23 @@ def _run(g: Graph, backend: str, feeds: tuple[dict, dict, dict], reads: ReadsArg
     return {k: np.asarray(v) for k, v in exe.run(inputs).items()}
 
 
+def first_mismatch(want: dict[str, np.ndarray], got: dict[str, Any], rows: Any,
+                   tol: float) -> str | None:
+    """The first read output of ``got`` that differs from ``want`` on the rows read
+    (``rows``: output name -> "all" or row indices), described; None when all agree."""
+    for name, sel in rows.items():
+        expect = want[name] if sel == "all" else want[name][list(sel)]
+        if name not in got:
+            return f"output {name!r} is gone"
+        value = np.asarray(got[name])
+        if value.shape != expect.shape:
+            return f"output {name!r} has shape {value.shape}, expected {expect.shape}"
+        if not np.allclose(value, expect, rtol=tol, atol=tol, equal_nan=True):
+            diff = float(np.max(np.abs(value.astype(np.float64) - expect)))
+            return f"output {name!r} differs (max |diff| {diff:.3g})"
+    return None
+
+
 def assert_equivalent(before: Graph, after: Graph, reads: ReadsArg = None,
                       backends: Sequence[str] = ("reference", "arena", "jax"),
                       seed: int = 0, after_reads: ReadsArg = "same") -> None:
@@ -49,20 +66,10 @@ def assert_equivalent(before: Graph, after: Graph, reads: ReadsArg = None,
         except GraphError as e:
             raise AssertionError(f"{backend} refused the transformed graph: {e}\n"
                                  f"--- after ---\n{to_text(after)}") from e
-        for name, sel in rd.rows.items():
-            expect = want[name] if sel == "all" else want[name][list(sel)]
-            if name not in got:
-                raise AssertionError(f"{backend}: output {name!r} is gone after the pass")
-            value = got[name]
-            tol = TOLERANCE.get(backend, 1e-5)
-            if value.shape != expect.shape or not np.allclose(value, expect, rtol=tol,
-                                                              atol=tol, equal_nan=True):
-                diff = (float(np.max(np.abs(value.astype(np.float64) - expect)))
-                        if value.shape == expect.shape else float("nan"))
-                raise AssertionError(
-                    f"{backend}: output {name!r} differs (shape {value.shape} vs "
-                    f"{expect.shape}, max |diff| {diff:.3g})\n--- before ---\n"
-                    f"{to_text(before)}--- after ---\n{to_text(after)}")
+        problem = first_mismatch(want, got, rd.rows, TOLERANCE.get(backend, 1e-5))
+        if problem is not None:
+            raise AssertionError(f"{backend}: {problem}\n--- before ---\n{to_text(before)}"
+                                 f"--- after ---\n{to_text(after)}")
 
 
 def assert_pass_preserves(pass_or_pipeline: Any, max_nodes: int = 10,
