@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 from graphc.backends.reference import evaluate_node
-from graphc.passes.aliasing import plan_and_prove
 from graphc.passes.memory import MemoryPlan
+from graphc.passes.prove import plan_and_prove
 
 from graphc.dtypes import to_numpy
 from graphc.errors import GraphError
@@ -72,22 +72,28 @@ class ArenaExecutable(Executable):
                 continue  # leaves were written above; a view is only a window
             value = evaluate_node(t, [self.view(o) for o in t.inputs])
             self.view(t)[...] = value
+        # after the run, all at once: the caller's outputs and every new state value are
+        # read before any state is written (so `assign a <- b; assign b <- a` swaps)
         outputs = {n: self.read_buffer(t) for n, t in g.outputs.items() if n in self.reads}
-        new_state: dict[str, Any] = {}
-        for s, v in g.assigns.items():
-            value = self.read_buffer(v)
+        new_values = {s: self.read_buffer(v) for s, v in g.assigns.items()}
+        for s, value in new_values.items():
             self.view(s)[...] = value  # a no-op copy when the update was planned in place
-            new_state[s.name] = value  # type: ignore[index]
-        return outputs, new_state
+        return outputs, {s.name: value for s, value in new_values.items()}  # type: ignore[misc]
 
 
 def build(graph: Graph, params: Any, reads: Reads, states: Any = None, *,
           plan: MemoryPlan | None = None, check: bool = True, strategy: str = "greedy-by-size",
-          schedule: str = "input", report: Any = None, **options: Any) -> ArenaExecutable:
+          schedule: str = "input", report: Any = None, sanitize: bool = False,
+          **options: Any) -> ArenaExecutable:
     """Backend entry point: plan (unless ``plan`` is given), check unless ``check=False``,
-    and return the executable."""
+    and return the executable -- run under shadow memory when ``sanitize=True`` (a
+    :class:`graphc.backends.sanitizer.SanitizedArenaExecutable`)."""
     if options:
         raise GraphError(f"the arena backend takes no option {sorted(options)[0]!r}")
     plan = plan_and_prove(graph, dict(reads.rows), plan=plan, schedule=schedule,
                           strategy=strategy, check=check, report=report)
+    if sanitize:
+        from graphc.backends.sanitizer import SanitizedArenaExecutable
+
+        return SanitizedArenaExecutable(graph, params, reads, states, plan)
     return ArenaExecutable(graph, params, reads, states, plan)

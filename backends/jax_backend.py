@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from graphc.backends.jax_lowering import lower, lower_nodes, lowering_for
-from graphc.passes.aliasing import plan_and_prove
 from graphc.passes.placement import DevicePlacement, place
+from graphc.passes.prove import plan_and_prove
 from jax.sharding import Mesh, NamedSharding, SingleDeviceSharding
 from jax.sharding import PartitionSpec as P
 

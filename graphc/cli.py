@@ -118,32 +118,73 @@ def _cmd_opt(args: argparse.Namespace) -> int:
 
 def _plan_and_check(args: argparse.Namespace
                     ) -> tuple[Graph, str | None, MemoryPlan, list[Violation]]:
-    """Read the file, plan it as the check/plan options say, and check the plan. A bad
-    file or option raises GraphError (main() prints it and exits 2)."""
+    """Read the file, plan it as the check/plan options say (or load the plan file given
+    with --plan), and check the plan. A bad file or option raises GraphError (main()
+    prints it and exits 2)."""
     from graphc.fileio import read_graph
     from graphc.passes.aliasing import check_aliasing
     from graphc.passes.memory import plan_memory
+    from graphc.passes.plan_io import load_plan
     from graphc.passes.schedule import schedule
 
     g = read_graph(args.file)
     reads = args.reads or None
-    order = schedule(g, args.schedule, reads=reads)
-    plan = plan_memory(g, order=order, reads=reads, strategy=args.strategy,
-                       inplace=not args.no_inplace)
+    if getattr(args, "plan", None):
+        plan = load_plan(args.plan, g)
+    else:
+        order = schedule(g, args.schedule, reads=reads)
+        plan = plan_memory(g, order=order, reads=reads, strategy=args.strategy,
+                           inplace=not args.no_inplace)
     return g, reads, plan, check_aliasing(g, plan, reads)
 
 
+def _sanitized_run(g: Graph, plan: MemoryPlan, reads: str | None, runs: int, seed: int
+                   ) -> int:
+    """Run ``plan`` under the sanitizer on random data and compare every output and state
+    with the reference backend; print the verdict and return the exit code."""
+    import numpy as np
+
+    import graphc as gc
+    from graphc.backends.sanitizer import sanitize
+    from graphc.testing.data import random_feeds
+    from graphc.testing.oracles import first_mismatch
+
+    inputs, params, states = random_feeds(g, seed)
+    result = sanitize(g, plan, params, inputs, states=states, reads=reads, runs=runs)
+    if result.violation is not None:
+        print(f"sanitized run: stale read in run {len(result.outputs) + 1} of {runs}:")
+        print(f"  - {result.violation}")
+        return EXIT_PROBLEMS
+    ref = gc.compile(g, params=params, states=states)
+    for k in range(runs):
+        want = ref.run(inputs)
+        every = {n: "all" for n in want}
+        problem = first_mismatch(want, result.outputs[k], every, 1e-5) or first_mismatch(
+            {n: np.asarray(v) for n, v in ref.state.items()}, result.states[k],
+            {n: "all" for n in ref.state}, 1e-5)
+        if problem is not None:
+            print(f"sanitized run {k + 1}: no stale read, but {problem} from the reference")
+            return EXIT_PROBLEMS
+    print(f"sanitized run: clean over {runs} runs (every read checked against shadow "
+          f"memory; outputs and states equal the reference backend)")
+    return EXIT_OK
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
-    _, reads, plan, found = _plan_and_check(args)
+    g, reads, plan, found = _plan_and_check(args)
     print(plan.summary())
     if not found:
         print(f"proven safe: no value that is still read shares bytes with a later write "
               f"({len(plan.order)} nodes, reads: {reads or 'every output'})")
-        return EXIT_OK
-    print(f"{len(found)} violation(s):")
-    for v in found:
-        print(f"  - {v}")
-    return EXIT_PROBLEMS
+        code = EXIT_OK
+    else:
+        print(f"{len(found)} violation(s):")
+        for v in found:
+            print(f"  - {v}")
+        code = EXIT_PROBLEMS
+    if args.run:
+        code = max(code, _sanitized_run(g, plan, reads, args.runs, args.seed))
+    return code
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -160,6 +201,11 @@ def _cmd_plan(args: argparse.Namespace) -> int:
                   f"{plan.param_bytes:,}", str(len(found)))
     Console().print(table)
     print(plan.summary())
+    if args.output:
+        from graphc.passes.plan_io import save_plan
+
+        save_plan(plan, g, args.output)
+        print(f"wrote {args.output}")
     if args.png:
         from graphc.passes.plot import plot_plan
 
@@ -203,16 +249,18 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
     table = Table(title=f"graphc fuzz (seed {args.seed}, pipeline {args.pipeline!r}, "
                         f"backends {','.join(backends)})")
     for col in ("examples", "per second", "mismatches", "crashes", "unsafe plans",
-                "faults injected", "faults caught", "catch rate"):
+                "missed", "false alarms", "unsafe mutants", "caught", "catch rate"):
         table.add_column(col, justify="right")
     table.add_row(str(report.examples), f"{report.per_second:.1f}", str(report.mismatches),
-                  str(report.crashes), str(report.unsafe_plans), str(report.mutations),
+                  str(report.crashes), str(report.unsafe_plans), str(report.missed),
+                  str(report.false_alarms), str(report.mutations),
                   str(report.mutations_caught), f"{100 * report.catch_rate:.1f}%")
     Console().print(table)
     print(f"fuzz: {report.examples} examples ({report.per_second:.1f}/s), mismatches "
           f"{report.mismatches}, crashes {report.crashes}, unsafe plans {report.unsafe_plans}, "
-          f"faults caught {report.mutations_caught}/{report.mutations} (catch rate "
-          f"{100 * report.catch_rate:.1f}%)")
+          f"missed {report.missed}, false alarms {report.false_alarms}, unsafe mutants "
+          f"caught {report.mutations_caught}/{report.mutations} (catch rate "
+          f"{100 * report.catch_rate:.1f}%, judged by the sanitizer)")
     for msg, path in zip(report.failures, report.files, strict=True):
         print(f"FAILED: {msg}\n  shrunk graph written to {path}")
     return EXIT_PROBLEMS if report.failed else EXIT_OK
@@ -272,10 +320,18 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("--no-inplace", action="store_true", help="no planner-chosen in-place")
         if cmd == "plan":
             c.add_argument("--png", help="write a picture of the arena here")
+            c.add_argument("-o", "--output", help="save the plan here as JSON (atomically)")
+        else:
+            c.add_argument("--plan", help="check this plan file (JSON) instead of planning")
+            c.add_argument("--run", action="store_true",
+                           help="also run the plan under the sanitizer on random data, twice")
+            c.add_argument("--runs", type=_positive, default=2,
+                           help="runs for --run (default 2)")
+            c.add_argument("--seed", type=int, default=0, help="data seed for --run")
         c.set_defaults(func=func)
 
     z = sub.add_parser("fuzz", help="generated graphs through the pipeline, every backend, "
-                       "every planner, and checker mutation testing")
+                       "every planner judged by the checker and the sanitizer, and plan mutations")
     z.add_argument("--examples", type=_positive, default=200)
     z.add_argument("--seed", type=int, default=0)
     z.add_argument("--pipeline", default="default",

@@ -5,7 +5,7 @@ Passes (registered by name for pipelines): ``dce``, ``dead-outputs{reads=...}``,
 :func:`dead_outputs`, :func:`prune_rows`, :func:`cse`, :func:`fold`,
 :func:`optimize_for_reads`; analysis :func:`cost`. Run pipelines with
 :class:`PassManager`. Memory: :func:`schedule`, :func:`plan_memory`,
-:func:`check_aliasing`.
+:func:`check_aliasing`; plan files: :func:`save_plan`, :func:`load_plan`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from graphc.passes.dce import dce, dead_outputs
 from graphc.passes.fold import fold
 from graphc.passes.manager import PassError, PassManager, parse_pipeline
 from graphc.passes.memory import MemoryPlan, Placement, plan_memory
+from graphc.passes.plan_io import load_plan, save_plan
 from graphc.passes.rewrite import gc_paused
 from graphc.passes.row_pruning import prune_rows
 from graphc.passes.schedule import peak_bytes, schedule
@@ -60,6 +61,7 @@ __all__ = [
     "dead_outputs",
     "fold",
     "function_pass",
+    "load_plan",
     "make_pass",
     "optimize_for_reads",
     "parse_pipeline",
@@ -67,5 +69,6 @@ __all__ = [
     "plan_memory",
     "prune_rows",
     "register_pass",
+    "save_plan",
     "schedule",
 ]

@@ -8,6 +8,12 @@ Regions: ``param`` (weights, read-only, laid out once), ``state`` (persistent bu
 as a KV cache, reused by nothing else) and ``arena`` (inputs, intermediates and outputs,
 whose bytes are reused once a value is dead).
 
+What is read after the run stays live to the end (:func:`kept_after_run`): every output,
+every tap the caller names, and every value assigned to a state -- the state updates read
+it once the run is over, all at once -- unless that value is written in place into its
+state's bytes. The planner, its lower bound and the scheduler's simulation all take this
+set from here; the aliasing checker derives its own, on purpose.
+
 Strategies:
 
 - ``greedy-by-size`` (offline, the default): liveness knows every reader, including
@@ -27,17 +33,17 @@ import heapq
 from bisect import insort
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from graphc.errors import GraphError
 from graphc.graph import Graph
+from graphc.naming import ssa_names
 from graphc.ops import OP_TABLE, contiguous_strides, view_layout
-from graphc.reads import ReadsArg
+from graphc.reads import ReadsArg, parse_reads
 from graphc.tensor import Tensor
 
 Region = Literal["arena", "state", "param"]
 STRATEGIES = ("greedy-by-size", "best-fit-in-order")
-END = 1 << 62  # "after the run" when no order length is at hand
 
 
 @dataclass(frozen=True)
@@ -88,17 +94,25 @@ class MemoryPlan:
 
 
 def fingerprint(g: Graph) -> str:
-    """A digest of ``g``'s nodes by identity (``uid``), op, type and operands, and of its
-    outputs and state updates: any rebuilt or re-marked graph gets a new fingerprint."""
+    """A digest of what ``g`` computes, by structure: each node's printed name, op,
+    attributes, type and operands in graph order, the outputs and the state updates.
+
+    It does not depend on object identity or on the process, so a plan saved to a file
+    can be matched to the graph again; any change to a node, an output mark or a state
+    update gives a new fingerprint. (A plan held in memory is also tied to its graph
+    object: the checker refuses tensors of another graph.)
+    """
+    names = ssa_names(g)
     h = hashlib.blake2b(digest_size=16)
     h.update(g.name.encode())
     for t in g._nodes:
-        h.update(f"|{t.uid}:{t.op}:{t.dtype}{t.shape}:".encode())
-        h.update(",".join(str(i.uid) for i in t.inputs).encode())
+        attrs = ",".join(f"{k}={v!r}" for k, v in sorted(t.attrs.items()))
+        operands = ",".join(names[i] for i in t.inputs)
+        h.update(f"|{names[t]}={t.op}({operands}){{{attrs}}}:{t.dtype}{t.shape}".encode())
     for name, t in g._outputs.items():
-        h.update(f"|out {name}={t.uid}".encode())
+        h.update(f"|out {name!r}={names[t]}".encode())
     for s, v in g._assigns.items():
-        h.update(f"|assign {s.uid}={v.uid}".encode())
+        h.update(f"|assign {names[s]}={names[v]}".encode())
     return h.hexdigest()
 
 
@@ -132,8 +146,6 @@ def external_reads(g: Graph, reads: ReadsArg) -> set[Tensor]:
     if reads is None:
         return set(g.outputs.values())
     if isinstance(reads, str):
-        from graphc.reads import parse_reads
-
         reads = parse_reads(reads)
     keys = reads.keys() if isinstance(reads, Mapping) else reads
     by_name = {t.name: t for t in g._nodes if t.name is not None}
@@ -148,6 +160,16 @@ def external_reads(g: Graph, reads: ReadsArg) -> set[Tensor]:
         else:
             raise GraphError(f"read {k!r} is neither an output nor a named tensor of @{g.name}")
     return out
+
+
+def kept_after_run(g: Graph, reads: ReadsArg = None, *, taps: bool = True) -> set[Tensor]:
+    """What the planner keeps live to the end of the run: every output, every value
+    assigned to a state (read by the state updates after the run) and, with ``taps``, the
+    tensors ``reads`` names besides the outputs."""
+    keep = set(g._outputs.values()) | set(g._assigns.values())
+    if taps:
+        keep |= external_reads(g, reads)
+    return keep
 
 
 def lifetimes(order: Sequence[Tensor], view_src: Mapping[Tensor, Tensor], keep: set[Tensor]
@@ -275,8 +297,7 @@ def arena_lower_bound(g: Graph, order: Sequence[Tensor], reads: ReadsArg = None,
                       inplace: bool = True) -> int:
     """The lower bound the greedy planner reports for ``order``, without placing anything."""
     order = list(order)
-    keep = set(g._outputs.values()) | external_reads(g, reads)
-    buffers = _buffers(g, order, keep, False, inplace)[0]
+    buffers = _buffers(g, order, kept_after_run(g, reads), False, inplace)[0]
     return lower_bound([b for b in buffers if b.region == "arena"], len(order))
 
 
@@ -299,7 +320,8 @@ def plan_memory(
         raise GraphError(f"unknown planning strategy {strategy!r}", fix=f"use one of {STRATEGIES}")
     order = check_order(g, order if order is not None else g._nodes)
     ggml = strategy == "best-fit-in-order"
-    keep = set(g._outputs.values()) if ggml else set(g._outputs.values()) | external_reads(g, reads)
+    # ggml's allocator knows the output flags and the state updates, never the taps
+    keep = kept_after_run(g, reads, taps=not ggml)
     buffers, root, view_src, layout, inplace_of = _buffers(g, order, keep, ggml, inplace)
 
     def root_value(t: Tensor) -> Tensor:
@@ -427,31 +449,3 @@ def _best_fit_in_order(bufs: list[_Buffer], alignment: int) -> int:
                     merged.append((off, size))
             free = merged
     return top
-
-
-def placement_of(plan: MemoryPlan, t: Tensor) -> Placement:
-    """The placement of ``t``; GraphError when the plan has none."""
-    try:
-        return plan.placements[t]
-    except KeyError:
-        raise GraphError(f"the plan has no placement for {t!r}") from None
-
-
-def plan_to_dict(plan: MemoryPlan, g: Graph) -> dict[str, Any]:
-    """The plan as JSON-ready data, tensors named by their text-format names."""
-    from graphc.naming import ssa_names
-
-    names = ssa_names(g)
-    return {
-        "graph": plan.graph_name, "strategy": plan.strategy, "fingerprint": plan.fingerprint,
-        "arena_bytes": plan.arena_bytes, "state_bytes": plan.state_bytes,
-        "param_bytes": plan.param_bytes, "lower_bound_bytes": plan.lower_bound_bytes,
-        "order": [names[t] for t in plan.order],
-        "placements": {
-            names[t]: {"region": p.region, "offset": p.offset, "nbytes": p.nbytes,
-                       **({"view_of": names[p.view_of]} if p.view_of is not None else {}),
-                       **({"inplace_of": names[p.inplace_of]} if p.inplace_of is not None else {}),
-                       **({"strides": list(p.strides)} if p.strides is not None else {})}
-            for t, p in plan.placements.items()
-        },
-    }

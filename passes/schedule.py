@@ -158,7 +158,8 @@ def schedule(g: Graph, strategy: str = "memory", reads: ReadsArg = None,
              exact_limit: int = 12) -> list[Tensor]:
     """A topological order of ``g`` chosen by ``strategy`` (see the module doc).
 
-    ``reads``: tensors read after the run besides the outputs (they stay live).
+    ``reads``: tensors read after the run besides the outputs (they stay live, as do the
+    outputs and the values assigned to states).
     ``exact_limit``: graphs with at most this many op nodes are searched exhaustively.
     """
     if strategy not in SCHEDULES:
@@ -167,10 +168,9 @@ def schedule(g: Graph, strategy: str = "memory", reads: ReadsArg = None,
         return list(g._nodes)
     if strategy == "breadth-first":
         return _breadth_first(g)
-    from graphc.passes.memory import arena_lower_bound, external_reads
+    from graphc.passes.memory import arena_lower_bound, kept_after_run
 
-    keep = set(g._outputs.values()) | external_reads(g, reads)
-    sim = _Sim(g, keep)
+    sim = _Sim(g, kept_after_run(g, reads))
     candidates = [list(g._nodes), _greedy(g, sim)]
     if len(sim.nodes) <= exact_limit:
         candidates.append(_exact(g, sim))

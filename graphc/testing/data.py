@@ -10,13 +10,25 @@ from graphc.dtypes import to_numpy
 from graphc.graph import Graph
 from graphc.tensor import Tensor
 
+_INDEX_PASSTHROUGH = ("reshape", "slice", "transpose", "copy")
+"""Ops whose i32 result holds only values of operand 0 (so a bound on it bounds the input)."""
+
 
 def index_bounds(g: Graph) -> dict[str, int]:
-    """For each i32 input used as row indices (``get_rows``, ``set_rows``) or positions
-    (``rope``, ``attention``), the exclusive upper bound that keeps it in range."""
+    """For each i32 input used as row indices or positions, the exclusive upper bound that
+    keeps every use in range (the minimum over its uses).
+
+    Uses: ``get_rows`` / ``set_rows`` indices (< rows of the source or destination),
+    ``attention`` positions (< number of keys). ``rope`` positions may be any small
+    non-negative ints, so rope adds no bound (the default of :func:`random_array`, 8,
+    applies). An index reached through views or copies (``slice``, ``reshape``,
+    ``transpose``, ``copy``) bounds the input it was taken from.
+    """
     bounds: dict[str, int] = {}
 
     def bound(idx: Tensor, n: int) -> None:
+        while idx.op in _INDEX_PASSTHROUGH and idx.inputs:
+            idx = idx.inputs[0]
         if idx.op == "input" and idx.name is not None:
             bounds[idx.name] = min(bounds.get(idx.name, n), n)
 
@@ -43,7 +55,8 @@ def random_array(t: Tensor, rng: np.random.Generator, bound: int | None = None) 
 
 def random_feeds(g: Graph, seed: int = 0) -> tuple[dict[str, Any], dict[str, Any],
                                                     dict[str, Any]]:
-    """(inputs, params, states) for ``g`` from one seed."""
+    """(inputs, params, states) for ``g`` from one seed: every input (indices in range, see
+    :func:`index_bounds`), every param and every state, keyed by name."""
     rng = np.random.default_rng(seed)
     bounds = index_bounds(g)
     inputs = {n: random_array(t, rng, bounds.get(n)) for n, t in g.inputs.items()}

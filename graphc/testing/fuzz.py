@@ -1,10 +1,16 @@
 """``graphc fuzz``: generated graphs through the pipeline and every backend.
 
-Each example draws a graph and what the caller reads, then checks:
+Each example draws a graph (states, swaps and in-place cache updates included) and what
+the caller reads, then checks:
 
-1. the pipeline's result against the reference backend on every backend (mismatch);
-2. every planner strategy's plan: proven safe, and the arena executor agrees (unsafe);
-3. checker mutation testing: one injected fault, which must be caught (missed);
+1. the pipeline's result against the reference backend on every backend, outputs and
+   states over two runs (mismatch);
+2. every planner strategy's plan, judged twice: by the static checker and by the
+   sanitizer running it (a plan the planner made but the checker refuses is ``unsafe``;
+   a plan proven safe that the sanitizer catches is ``missed``; a refusal the sanitizer
+   cannot confirm and no conservative rule explains is ``false-alarm``);
+3. one random mutation of a plan, chosen without any liveness: when the sanitizer shows
+   it unsafe, the static checker must have refused it (``missed`` otherwise);
 
 and counts anything raised along the way (crash). Hypothesis shrinks a failure, and the
 smallest failing graph is written as a ``.gc`` file with the reads and the message.
@@ -29,8 +35,10 @@ class FuzzReport:
     mismatches: int = 0
     crashes: int = 0
     unsafe_plans: int = 0
-    mutations: int = 0
-    mutations_caught: int = 0
+    missed: int = 0
+    false_alarms: int = 0
+    mutations: int = 0  # mutants the sanitizer showed unsafe
+    mutations_caught: int = 0  # ... that the static checker refused
     seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
@@ -38,12 +46,12 @@ class FuzzReport:
     @property
     def failed(self) -> bool:
         """True when anything went wrong."""
-        return bool(self.mismatches or self.crashes or self.unsafe_plans
-                    or self.mutations_caught < self.mutations)
+        return bool(self.mismatches or self.crashes or self.unsafe_plans or self.missed
+                    or self.false_alarms or self.mutations_caught < self.mutations)
 
     @property
     def catch_rate(self) -> float:
-        """Injected faults caught over faults injected."""
+        """Unsafe mutants (by the sanitizer) that the static checker caught."""
         return self.mutations_caught / self.mutations if self.mutations else 1.0
 
     @property
@@ -59,20 +67,25 @@ class _Failure(AssertionError):
 
 
 def check_example(g: Any, reads: dict[Any, object], seed: int, pipeline: str,
-                  backends: Sequence[str], report: FuzzReport) -> None:
+                  backends: Sequence[str], report: FuzzReport, runs: int = 2) -> None:
     """Run every check on one graph; raise _Failure on the first problem."""
+    import numpy as np
+
     import graphc as gc
-    from graphc.passes import PassManager, check_aliasing, optimize_for_reads, plan_memory
+    from graphc.passes import PassManager, optimize_for_reads, plan_memory
     from graphc.passes.memory import STRATEGIES
     from graphc.reads import normalize_reads
     from graphc.testing.data import random_feeds
-    from graphc.testing.mutations import mutate_plan
-    from graphc.testing.oracles import first_mismatch
+    from graphc.testing.mutations import MUTATIONS, mutate_plan
+    from graphc.testing.oracles import TOLERANCE, first_mismatch
+    from graphc.testing.soundness import judge, reference_runs
 
-    inputs, params, states = random_feeds(g, seed)
+    feeds = random_feeds(g, seed)
+    inputs, params, states = feeds
     _, rd = normalize_reads(g, reads)
-    want = gc.compile(g, params=params, states=states).run(inputs)
-    # 1. the pipeline on every backend
+    truth = reference_runs(g, feeds, runs)
+    forced = any(t.inplace for t in g.nodes)
+    # 1. the pipeline on every backend, two runs, outputs and states
     if pipeline == "default":
         after, rd_after = optimize_for_reads(g, reads)
         after_reads: Any = dict(rd_after.rows)
@@ -84,33 +97,43 @@ def check_example(g: Any, reads: dict[Any, object], seed: int, pipeline: str,
             exe = gc.compile(after, params=params, states=states, reads=after_reads,
                              backend=backend, pipeline="none")
         except gc.AliasError:
-            if any(t.inplace for t in after.nodes):
+            if forced:
                 continue  # a forced inplace=True the checker rightly refused
             raise
-        problem = first_mismatch(want, exe.run(inputs), rd.rows, 2e-5)
-        if problem is not None:
-            raise _Failure("mismatch", f"{backend} {problem} from the reference")
-    # 2. every planner strategy
-    forced = any(t.inplace for t in g.nodes)
+        tol = TOLERANCE.get(backend, 1e-5)
+        for k, (want, want_state) in enumerate(truth):
+            problem = first_mismatch(want, exe.run(inputs), rd.rows, tol) or first_mismatch(
+                want_state, {n: np.asarray(v) for n, v in exe.state.items()},
+                {n: "all" for n in want_state}, tol)
+            if problem is not None:
+                raise _Failure("mismatch", f"{backend} run {k + 1}: {problem} from the "
+                                           f"reference")
+    # 2. every planner strategy, judged statically and by the sanitizer
+    rng = np.random.default_rng(seed)
     for strategy in STRATEGIES:
         plan = plan_memory(g, strategy=strategy)
-        found = check_aliasing(g, plan)
-        if found and not forced:
-            raise _Failure("unsafe", f"{strategy} plan: {found[0]}")
-        if not found:
-            got = gc.compile(g, params=params, states=states, backend="arena", plan=plan
-                             ).run(inputs)
-            problem = first_mismatch(want, got, {n: "all" for n in want}, 1e-5)
-            if problem is not None:
-                raise _Failure("unsafe", f"{strategy} plan proven safe, but the arena "
-                                         f"executor's {problem}")
-        # 3. one injected fault
-        mutant = mutate_plan(g, plan, None, seed)
-        if mutant is not None and not found:
+        j = judge(g, plan, feeds=feeds, truth=truth, runs=runs)
+        if j.outcome == "missed":
+            raise _Failure("missed", f"{strategy} plan: {j.describe()}")
+        if j.outcome == "false-alarm":
+            raise _Failure("false-alarm", f"{strategy} plan: {j.describe()}")
+        if j.static and not forced:
+            raise _Failure("unsafe", f"{strategy} made an unsafe plan: {j.static[0]}")
+        # 3. one random mutation, judged by the sanitizer
+        names = sorted(MUTATIONS)
+        mutant = mutate_plan(g, plan, names[int(rng.integers(len(names)))],
+                             int(rng.integers(2**31)))
+        if mutant is None:
+            continue
+        mj = judge(g, mutant.plan, feeds=feeds, truth=truth, runs=runs)
+        if mj.outcome == "false-alarm":
+            raise _Failure("false-alarm", f"{mutant.fault} ({mutant.detail}): "
+                                          f"{mj.describe()}")
+        if mj.unsafe_at_run:
             report.mutations += 1
-            kinds = {v.kind for v in check_aliasing(g, mutant.plan)}
-            if not kinds & mutant.expect:
-                raise _Failure("missed", f"{mutant.fault} not caught: {mutant.detail}")
+            if mj.outcome == "missed":
+                raise _Failure("missed", f"{mutant.fault} not caught ({mutant.detail}): "
+                                         f"{mj.describe()}")
             report.mutations_caught += 1
 
 
@@ -124,7 +147,7 @@ def run_fuzz(examples: int = 200, seed: int = 0, pipeline: str = "default",
     from hypothesis import seed as hseed
     from hypothesis import strategies as st
 
-    from graphc.testing.strategies import graphs, reads_for
+    from graphc.testing.strategies import ALL_FAMILIES, graphs, reads_for
     from graphc.text import to_text
 
     report = FuzzReport()
@@ -132,7 +155,8 @@ def run_fuzz(examples: int = 200, seed: int = 0, pipeline: str = "default",
     last: dict[str, Any] = {}
 
     def one(data: st.DataObject) -> None:
-        g = data.draw(graphs(max_nodes=max_nodes, inplace=True, max_rank=3))
+        g = data.draw(graphs(max_nodes=max_nodes, inplace=True, max_rank=3, states=True,
+                             families=ALL_FAMILIES))
         reads = data.draw(reads_for(g))
         ex_seed = data.draw(st.integers(0, 2**16))
         last.update(graph=to_text(g), reads=reads, seed=ex_seed)
@@ -168,7 +192,9 @@ def run_fuzz(examples: int = 200, seed: int = 0, pipeline: str = "default",
             elif kind == "unsafe":
                 report.unsafe_plans += 1
             elif kind == "missed":
-                report.mutations += 1
+                report.missed += 1
+            elif kind == "false-alarm":
+                report.false_alarms += 1
             else:
                 report.crashes += 1
             report.failures.append(last.get("message", "unknown failure"))
