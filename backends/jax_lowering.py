@@ -1,7 +1,10 @@
 """Lowering graphc ops to JAX: one rule per op, and a graph-to-function lowering.
 
-``LOWERINGS[op](operands, attrs, node) -> jax.Array``. f16/bf16 norms, softmax, rope and
-attention compute in f32 and round to the result type; matmuls accumulate in f32. The
+``LOWERINGS[op](operands, attrs, node) -> jax.Array``; ``LOWERINGS`` is a
+:class:`graphc.ops.RuleTable` keyed by the op table (importing this module fails naming
+any op without a lowering; a lowering for a name that is not an op is refused). f16/bf16
+norms, softmax, rope and attention compute in f32 and round to the result type; matmuls
+accumulate in f32. The
 lowered function is pure (params and states are arguments), so ``jax.jit``,
 ``jax.grad`` and ``jax.vmap`` all apply to it.
 """
@@ -18,6 +21,7 @@ from jax import lax
 from graphc.dtypes import to_numpy
 from graphc.errors import GraphError
 from graphc.graph import Graph
+from graphc.ops import RuleTable
 from graphc.tensor import Tensor
 
 Lowering = Callable[[list[jax.Array], Mapping[str, Any], Tensor], jax.Array]
@@ -96,7 +100,7 @@ def _scale(x: list[jax.Array], a: Mapping[str, Any], t: Tensor) -> jax.Array:
     return x[0] * jnp.asarray(a["s"], dtype=x[0].dtype)
 
 
-LOWERINGS: dict[str, Lowering] = {
+LOWERINGS: RuleTable[Lowering] = RuleTable("the jax backend", {
     "add": lambda x, a, t: x[0] + x[1],
     "sub": lambda x, a, t: x[0] - x[1],
     "mul": lambda x, a, t: x[0] * x[1],
@@ -135,7 +139,7 @@ LOWERINGS: dict[str, Lowering] = {
     "max": _reduce(jnp.max),
     "argmax": lambda x, a, t: jnp.argmax(x[0], axis=a["axis"], keepdims=a["keepdims"]
                                          ).astype(jnp.int32),
-}
+})
 
 
 def lowering_for(op: str) -> Lowering:
@@ -144,7 +148,8 @@ def lowering_for(op: str) -> Lowering:
         return LOWERINGS[op]
     except KeyError:
         raise GraphError(f"the jax backend has no lowering for op {op!r}",
-                         fix="add one to graphc.backends.jax_lowering.LOWERINGS") from None
+                         fix="add one to graphc.backends.jax_lowering.LOWERINGS "
+                             "(LOWERINGS[op] = lowering)") from None
 
 
 def lower_nodes(nodes: Sequence[Tensor], env: dict[Tensor, jax.Array]) -> dict[Tensor, jax.Array]:

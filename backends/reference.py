@@ -1,6 +1,8 @@
 """The NumPy reference backend: value semantics, no aliasing; the oracle for every test.
 
-Each op has one rule in ``RULES``: ``rule(operands, attrs, node) -> array``. f16 and bf16
+Each op has one rule in ``RULES``: ``rule(operands, attrs, node) -> array``. ``RULES`` is a
+:class:`graphc.ops.RuleTable` keyed by the op table: importing this module fails naming any
+op without a rule, and a rule for a name that is not an op is refused. f16 and bf16
 operands are computed in f32 and the result cast back, so the reference is as exact as
 the result type allows.
 """
@@ -17,6 +19,7 @@ from graphc.dtypes import to_numpy
 from graphc.errors import GraphError
 from graphc.executable import Executable
 from graphc.graph import Graph
+from graphc.ops import RuleTable
 from graphc.tensor import Tensor
 
 Rule = Callable[[list[np.ndarray], Mapping[str, Any], Tensor], np.ndarray]
@@ -96,7 +99,7 @@ def _reduce(fn: Callable[..., np.ndarray]) -> Rule:
     return lambda x, a, t: np.asarray(fn(x[0], axis=a["axis"], keepdims=a["keepdims"]))
 
 
-RULES: dict[str, Rule] = {
+RULES: RuleTable[Rule] = RuleTable("the reference backend", {
     # elementwise
     "add": lambda x, a, t: x[0] + x[1],
     "sub": lambda x, a, t: x[0] - x[1],
@@ -137,7 +140,7 @@ RULES: dict[str, Rule] = {
     "mean": _reduce(np.mean),
     "max": _reduce(np.max),
     "argmax": lambda x, a, t: _argmax(x[0], a["axis"], a["keepdims"]),
-}
+})
 
 
 def _argmax(x: np.ndarray, axis: int, keepdims: bool) -> np.ndarray:
@@ -151,13 +154,19 @@ def rule_for(op: str) -> Rule:
         return RULES[op]
     except KeyError:
         raise GraphError(f"the reference backend has no rule for op {op!r}",
-                         fix="add one to graphc.backends.reference.RULES") from None
+                         fix="add one to graphc.backends.reference.RULES "
+                             "(RULES[op] = rule)") from None
 
 
 def evaluate_node(t: Tensor, operands: list[np.ndarray]) -> np.ndarray:
-    """Compute one node from its operand values (f16/bf16 computed in f32)."""
+    """Compute one node from its operand values (f16/bf16 computed in f32).
+
+    Operands are made dense first, so the arithmetic (the order of a sum's terms) does
+    not depend on how an operand is laid out: a strided window in an arena gives the
+    reference backend's bits exactly."""
     rule = rule_for(t.op)
-    wide = [o.astype(np.float32) if o.dtype in _LOW_PRECISION else o for o in operands]
+    wide = [o.astype(np.float32) if o.dtype in _LOW_PRECISION else np.ascontiguousarray(o)
+            for o in operands]
     try:
         with np.errstate(all="ignore"):
             value = rule(wide, t.attrs, t)

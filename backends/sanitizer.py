@@ -52,7 +52,7 @@ from graphc.passes.memory import MemoryPlan, Placement
 from graphc.errors import AliasError, GraphError
 from graphc.executable import Executable
 from graphc.graph import Graph
-from graphc.ops import OP_TABLE
+from graphc.ops import MAX_REGION_BYTES, OP_TABLE
 from graphc.reads import Reads, ReadsArg, parse_reads
 from graphc.tensor import Tensor
 from graphc.text import label
@@ -131,11 +131,11 @@ class SanitizedArenaExecutable(ArenaExecutable):
         self.taps: list[Tensor] = [t for t in dict.fromkeys(taps)
                                    if t not in graph.outputs.values()]
         self.violation: Violation | None = None
-        self.regions = {
-            "arena": np.zeros(max(plan.arena_bytes, 1), np.uint8),
-            "state": np.zeros(max(plan.state_bytes, 1), np.uint8),
-            "param": np.zeros(max(plan.param_bytes, 1), np.uint8),
-        }
+        sizes = {"arena": plan.arena_bytes, "state": plan.state_bytes,
+                 "param": plan.param_bytes}
+        huge = [r for r, n in sizes.items() if n > MAX_REGION_BYTES]
+        self.regions = {r: np.zeros(1 if r in huge else max(n, 1), np.uint8)
+                        for r, n in sizes.items()}
         self._owner = {r: np.full(b.size, NEVER, np.int64) for r, b in self.regions.items()}
         self._logical = {r: np.zeros(b.size, np.int64) for r, b in self.regions.items()}
         self._versions: list[tuple[Tensor, int, int | None]] = []  # id -> (value, run, step)
@@ -147,6 +147,11 @@ class SanitizedArenaExecutable(ArenaExecutable):
         self._counts: tuple[dict[Tensor, int], dict[int, list[Tensor]], set[Tensor]] | None
         self._counts = None
         self._pending: Violation | None = None
+        if huge:  # no machine has that memory: refuse the plan instead of allocating
+            self._pending = _violation(
+                "out-of-bounds", None, None, None,
+                f"keep each region under {MAX_REGION_BYTES:,} B",
+                f"the {huge[0]} region claims {sizes[huge[0]]:,} B")
         try:  # params are written once, into (what should be) read-only memory
             for name, t in graph.params.items():
                 self._store(t, self._root_window(t, None), np.asarray(self.params[name]), None)
@@ -180,6 +185,11 @@ class SanitizedArenaExecutable(ArenaExecutable):
         if len(strides) != t.ndim:
             return _Problem("bad-layout", t, f"{lt} has shape {t.shape} but strides {strides}",
                             f"give {lt} one stride per dimension (or strides=None)")
+        if not 0 <= p.offset <= size or any(abs(x) * itemsize > max(size, itemsize)
+                                            for x in strides):
+            return _Problem("out-of-bounds", t, f"{lt} starts at byte {p.offset} with strides "
+                            f"{strides} in the {p.region} region, which has {size} bytes",
+                            f"keep {lt}'s bytes inside the {p.region} region")
         elem = np.full(t.shape, p.offset, np.int64)
         for k, (n, s) in enumerate(zip(t.shape, strides, strict=True)):
             shape = [1] * t.ndim

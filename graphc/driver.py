@@ -9,32 +9,47 @@ from typing import Any, Literal
 from graphc.errors import GraphError
 from graphc.executable import Executable
 from graphc.graph import Graph
-from graphc.reads import Reads, ReadsArg, normalize_reads
+from graphc.reads import Reads, ReadsArg, normalize_reads, parse_reads
 from graphc.report import CompileReport
 from graphc.verifier import verify
 
 DEFAULT_PIPELINES = {"reference": "none", "arena": "none", "jax": "default"}
+OUTPUT_DRIVEN = "prune-rows,fold,cse,dce"
+"""What the default pipeline runs after ``dead-outputs`` has recorded the call's reads."""
+
+
+def pipeline_for(rd: Reads, pipeline: str) -> str:
+    """The pipeline text ``compile`` runs for reads ``rd``: ``"none"`` runs nothing;
+    ``"default"`` and any custom pipeline start with ``dead-outputs`` recording ``rd`` in
+    the IR, so every pass after it sees what the caller reads."""
+    if pipeline in ("none", ""):
+        return ""
+    text = rd.to_text()
+    if parse_reads(text) != {n: "all" if s == "all" else list(s) for n, s in rd.rows.items()}:
+        raise GraphError(f"the reads {dict(rd.rows)} cannot be written as pipeline text",
+                         fix="give outputs names of letters, digits, '_' and '.'")
+    head = f"dead-outputs{{reads={text}}}"
+    return f"{head},{OUTPUT_DRIVEN if pipeline == 'default' else pipeline}"
 
 
 def _optimize(g: Graph, rd: Reads, pipeline: str, report: CompileReport) -> tuple[Graph, Reads]:
-    from graphc.passes import PassManager, cost, optimize_for_reads
+    """Run ``pipeline`` for ``rd``; the reads that apply to the result come from its IR."""
+    from graphc.passes import PassManager, cost
 
     report.nodes_before, report.flops_before = len(g), cost(g).flops
     t0 = time.perf_counter()
-    if pipeline == "default":
-        g2, rd2 = optimize_for_reads(g, dict(rd.rows))
-        report.passes = ["verify", "dead-outputs", "prune-rows", "fold", "cse", "dce"]
-    elif pipeline in ("none", ""):
-        g2, rd2 = g, rd
-    else:
-        pm = PassManager(pipeline)
+    text = pipeline_for(rd, pipeline)
+    if text:
+        pm = PassManager(text)
         g2 = pm.run(g)
         report.passes = [p.spec() for p in pm.passes]
         missing = [n for n in rd.rows if n not in g2.outputs]
         if missing:
             raise GraphError(f"pipeline {pipeline!r} removed output {missing[0]!r}, which "
                              f"this call reads", fix="read only outputs the pipeline keeps")
-        rd2 = rd
+        rd2 = Reads.of_graph(g2)
+    else:
+        g2, rd2 = g, rd
     report.passes_seconds = time.perf_counter() - t0
     report.nodes_after, report.flops_after = len(g2), cost(g2).flops
     return g2, rd2
@@ -53,12 +68,15 @@ def compile(
 ) -> Executable:
     """Compile ``g`` for ``backend`` with ``params`` bound; return an :class:`Executable`.
 
-    ``reads`` says which outputs (and rows) each run returns (default: all of them).
-    ``pipeline``: ``"default"`` (dead-output elimination and row pruning for ``reads``,
-    folding, CSE, DCE), ``"none"``, or pipeline text; the default is ``"default"`` for
-    ``jax`` and ``"none"`` for ``reference`` and ``arena`` (so a plan made for ``g``
-    stays valid). ``states`` seeds persistent buffers (default: zeros). ``taps="protect"``
-    marks a tensor read without being an output instead of refusing it. Backend options
+    ``reads`` says which outputs (and rows) each run returns (default: what the graph's
+    outputs say, every row unless an output selects rows). ``pipeline``: ``"default"``
+    (dead-output elimination and row pruning for ``reads``, folding, CSE, DCE),
+    ``"none"``, or pipeline text, which runs after ``dead-outputs`` has recorded the
+    reads in the IR; the default is ``"default"`` for ``jax`` and ``"none"`` for
+    ``reference`` and ``arena`` (so a plan made for ``g`` stays valid). The compile
+    report lists the passes that ran. ``states`` seeds persistent buffers (default:
+    zeros). ``taps="protect"`` marks a tensor read without being an output, on a copy of
+    ``g``, instead of refusing it. Backend options
     (``plan``, ``check``, ``strategy``, ``devices``, ``split``...) pass through. Raises
     GraphError for an invalid graph or call, AliasError for an unsafe memory plan.
     """

@@ -36,6 +36,29 @@ def valid_name(name: str) -> bool:
     return bool(_NAME_RE.match(name))
 
 
+def check_rows(name: str, t: Tensor, rows: Sequence[int]) -> tuple[int, ...]:
+    """``rows`` of output ``name`` (tensor ``t``) as non-negative indices; GraphError for
+    a scalar, an empty selection, a non-integer or a row out of range."""
+    if isinstance(rows, str | bytes) or not isinstance(rows, Sequence):
+        raise GraphError(f"rows of output {name!r} must be a list of ints, got {rows!r}",
+                         fix="pass rows=None to read the whole tensor")
+    if t.ndim == 0:
+        raise GraphError(f"output {name!r} is a scalar and has no rows to select",
+                         fix="read it whole (rows=None)")
+    if not rows:
+        raise GraphError(f"output {name!r} selects no rows",
+                         fix="unmark an output nobody reads instead (unset_output)")
+    n = t.shape[0]
+    out = []
+    for r in rows:
+        if isinstance(r, bool) or not isinstance(r, int):
+            raise GraphError(f"row {r!r} of output {name!r} is not an integer")
+        if not -n <= r < n:
+            raise GraphError(f"row {r} of output {name!r} is out of range: it has {n} rows")
+        out.append(r % n)
+    return tuple(out)
+
+
 class Graph:
     """A tensor program: nodes in topological order, marked outputs, state updates.
 
@@ -49,6 +72,7 @@ class Graph:
         self.name = name
         self._nodes: list[Tensor] = []
         self._outputs: dict[str, Tensor] = {}
+        self._rows: dict[str, tuple[int, ...]] = {}  # outputs read by rows: name -> rows
         self._assigns: dict[Tensor, Tensor] = {}
         self._leaves: dict[str, Tensor] = {}
 
@@ -106,6 +130,27 @@ class Graph:
         from graphc.text import to_text
 
         return to_text(self)
+
+    def clone(self) -> Graph:
+        """A copy of the graph: new tensors, the same names, outputs, rows and updates."""
+        return self.clone_with_map()[0]
+
+    def clone_with_map(self) -> tuple[Graph, dict[Tensor, Tensor]]:
+        """A copy of the graph and the map from each of its tensors to the copy's."""
+        g = Graph(self.name)
+        m: dict[Tensor, Tensor] = {}
+        for t in self._nodes:
+            c = Tensor._trusted(g, t.op, tuple(m[i] for i in t.inputs), t.attrs, t.shape,
+                                t.dtype, t.name)
+            g._nodes.append(c)
+            if t.is_leaf and t.name is not None:
+                g._leaves[t.name] = c
+            m[t] = c
+        for name, t in self._outputs.items():
+            g.set_output(m[t], name, self._rows.get(name))
+        for s, v in self._assigns.items():
+            g.assign(m[s], m[v])
+        return g, m
 
     # --------------------------------------------------------------------- construction
     def _leaf(self, op: str, name: str, shape: Sequence[int], dtype: str) -> Tensor:
@@ -184,10 +229,13 @@ class Graph:
         self._nodes.append(t)
         return t
 
-    def set_output(self, t: Tensor, name: str) -> Tensor:
+    def set_output(self, t: Tensor, name: str, rows: Sequence[int] | None = None) -> Tensor:
         """Mark ``t`` as an output readable after a run under ``name``; returns ``t``.
 
-        A tensor may carry several output names; an output name is used once.
+        ``rows``: the rows (indices along axis 0, negative from the end) the caller reads,
+        in the order read; None (the default) reads the whole tensor. Which rows are read
+        is part of the graph, so passes such as row pruning act on it. A tensor may carry
+        several output names; an output name is used once.
         """
         self._check_operand("set_output", 0, t)
         if not isinstance(name, str) or not name:
@@ -195,14 +243,35 @@ class Graph:
         if name in self._outputs:
             raise GraphError(f"output name {name!r} is already used",
                              fix="give each output its own name")
+        checked = None if rows is None else check_rows(name, t, rows)
         self._outputs[name] = t
+        if checked is not None:
+            self._rows[name] = checked
         return t
+
+    def output_rows(self, name: str) -> tuple[int, ...] | None:
+        """The rows of output ``name`` the caller reads (non-negative, in the order read),
+        or None when it reads the whole tensor."""
+        if name not in self._outputs:
+            raise GraphError(f"no output named {name!r}; outputs: {list(self._outputs)}")
+        return self._rows.get(name)
+
+    def set_output_rows(self, name: str, rows: Sequence[int] | None) -> None:
+        """Change which rows of output ``name`` are read (None: all of them)."""
+        t = self._outputs.get(name)
+        if t is None:
+            raise GraphError(f"no output named {name!r}; outputs: {list(self._outputs)}")
+        if rows is None:
+            self._rows.pop(name, None)
+        else:
+            self._rows[name] = check_rows(name, t, rows)
 
     def unset_output(self, name: str) -> None:
         """Remove the output mark ``name`` (the tensor stays in the graph)."""
         if name not in self._outputs:
             raise GraphError(f"no output named {name!r}; outputs: {list(self._outputs)}")
         del self._outputs[name]
+        self._rows.pop(name, None)
 
     def assign(self, state: Tensor, value: Tensor) -> None:
         """Declare ``value`` the new content of ``state`` at the end of each run."""

@@ -43,11 +43,13 @@ class NodeModel(BaseModel):
 
 
 class OutputModel(BaseModel):
-    """An output mark: the node ``id`` readable as ``name``."""
+    """An output mark: the node ``id`` readable as ``name``; ``rows``: the rows the caller
+    reads (absent: all of them)."""
 
     model_config = ConfigDict(extra="forbid")
     name: StrictStr
     id: StrictStr
+    rows: list[StrictInt] | None = None
 
 
 class AssignModel(BaseModel):
@@ -78,6 +80,10 @@ def _plain(value: Any) -> Any:
     return [_plain(v) for v in value] if isinstance(value, tuple | list) else value
 
 
+def _rows_list(rows: tuple[int, ...] | None) -> list[int] | None:
+    return None if rows is None else list(rows)
+
+
 def to_model(g: Graph) -> GraphModel:
     """The pydantic model of ``g``."""
     names = ssa_names(g)
@@ -92,14 +98,15 @@ def to_model(g: Graph) -> GraphModel:
     ]
     return GraphModel(
         schema_version=SCHEMA_VERSION, name=g.name, nodes=nodes,
-        outputs=[OutputModel(name=n, id=names[t]) for n, t in g.outputs.items()],
+        outputs=[OutputModel(name=n, id=names[t], rows=_rows_list(g.output_rows(n)))
+                 for n, t in g.outputs.items()],
         assigns=[AssignModel(state=names[s], value=names[v]) for s, v in g.assigns.items()],
     )
 
 
 def to_json(g: Graph, indent: int | None = 2) -> str:
     """Serialize ``g`` to a JSON document."""
-    return to_model(g).model_dump_json(indent=indent)
+    return to_model(g).model_dump_json(indent=indent, exclude_none=True)
 
 
 def _schema_error(e: ValidationError) -> GraphError:
@@ -161,7 +168,10 @@ def from_model(model: GraphModel) -> Graph:
             raise GraphError(f"{where} declares {n.dtype}{n.shape} but {n.op} gives {t.type_str}")
         ids[n.id] = t
     for o in model.outputs:
-        g.set_output(ref(o.id, f"output {o.name!r}"), o.name)
+        try:
+            g.set_output(ref(o.id, f"output {o.name!r}"), o.name, o.rows)
+        except GraphError as e:
+            raise GraphError(f"output {o.name!r}: {e.message}", fix=e.fix) from None
     for a in model.assigns:
         g.assign(ref(a.state, "assign"), ref(a.value, "assign"))
     from graphc.verifier import verify

@@ -1,10 +1,13 @@
 """The op table: every op graphc knows, described once.
 
-Each :class:`OpDef` holds the arity, the attribute schema (with defaults, some computed
-from the input shapes), the shape-and-dtype rule, the op's kind, whether it may write in
-place into its first operand, and for views the map from the source's layout to the
-view's layout (which bytes of the source the view covers). Backends keep their own tables
-keyed by op name; nothing here computes values.
+Each :class:`OpDef` holds everything graphc knows about an op: the arity, the attribute
+schema (with defaults, some computed from the input shapes), the shape-and-dtype rule, the
+op's kind, whether it may write in place into its first operand, for views the map from
+the source's layout to the view's layout (which bytes of the source the view covers), how
+a row selection passes through it (row pruning), what it costs (FLOPs and bytes moved),
+and which family of the graph generator draws it. Backends keep their per-op rules (the
+NumPy reference, the JAX lowering) in :class:`RuleTable` s, keyed by this table; nothing
+here computes values. Adding an op is one :func:`register` call plus its backend rules.
 """
 
 from __future__ import annotations
@@ -12,13 +15,13 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import KW_ONLY, dataclass, field
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
 from graphc.dtypes import DTYPES, FLOAT_DTYPES, NUMERIC_DTYPES
-from graphc.tensor import Shape
+from graphc.tensor import Shape, Tensor
 
 Kind = Literal[
     "leaf", "elementwise", "rowwise", "reduction", "contraction", "view", "gather",
@@ -28,6 +31,8 @@ AttrKind = Literal["int", "float", "bool", "str", "ints", "numbers", "dtype"]
 
 MAX_ELEMENTS = 2**40
 """No tensor may hold more elements than this: larger shapes are typos, not models."""
+MAX_REGION_BYTES = 2**44
+"""No memory plan's region may be larger than this (16 TiB): larger is a corrupt plan."""
 
 
 class OpError(Exception):
@@ -62,10 +67,63 @@ InferFn = Callable[[list[Shape], list[str], dict[str, Any]], tuple[Shape, str]]
 CanonFn = Callable[[list[Shape], dict[str, Any]], dict[str, Any]]
 ViewFn = Callable[[Shape, tuple[int, ...], dict[str, Any]], "tuple[int, tuple[int, ...]] | None"]
 
+Mode = Literal["rows", "all"]
+"""How an operand is needed when rows S of a node are wanted: its rows S, or all of it."""
+RowRule = Callable[[Tensor], list[Mode] | None]
+"""For a node whose rows S are wanted: one :data:`Mode` per operand, or None when this node
+mixes rows (then it is computed whole and the rows are selected after it)."""
+FlopsFn = Callable[[Tensor], int]
+BytesFn = Callable[[Tensor], tuple[int, int]]
+
+
+def moved_once(t: Tensor) -> tuple[int, int]:
+    """(bytes read, bytes written) of a node that reads each operand once and writes its
+    result once: the cost model's default."""
+    return sum(i.nbytes for i in t.inputs), t.nbytes
+
+
+def _no_flops(t: Tensor) -> int:
+    return 0
+
+
+def _no_bytes(t: Tensor) -> tuple[int, int]:
+    return 0, 0
+
+
+@dataclass(frozen=True)
+class PerElement:
+    """A FLOP rule: ``n`` FLOPs per element of the result (a multiply-add counts 2)."""
+
+    n: int
+
+    def __call__(self, t: Tensor) -> int:
+        return self.n * t.size
+
+
+@dataclass(frozen=True)
+class Cost:
+    """How the cost model (:mod:`graphc.passes.cost`) prices one node of an op.
+
+    ``flops(t)``: modelled FLOPs. ``moved(t)``: modelled (bytes read, bytes written);
+    by default each operand is read once and the result written once.
+    """
+
+    flops: FlopsFn
+    moved: BytesFn = moved_once
+
+    @classmethod
+    def per_element(cls, n: int) -> Cost:
+        """``n`` FLOPs per result element; operands read once, the result written once."""
+        return cls(PerElement(n))
+
+
+FREE = Cost(_no_flops, _no_bytes)
+"""The cost of a view: it aliases its source, so it computes and moves nothing."""
+
 
 @dataclass(frozen=True)
 class OpDef:
-    """How one op behaves at the graph level.
+    """How one op behaves at the graph level: the one place graphc describes it.
 
     ``arity`` is the number of operands (``None``: any number, at least ``min_arity``).
     ``infer`` returns the output (shape, dtype) or raises :class:`OpError`. ``canon``
@@ -73,6 +131,15 @@ class OpDef:
     the op may write its result into operand 0's buffer. ``view``: for view ops, maps the
     source's (shape, element strides) to the view's (element offset, element strides), or
     None when the source layout does not allow a view.
+
+    Keyword-only and required, so every op decides them explicitly:
+
+    - ``rows``: the row rule (:data:`RowRule`) row pruning uses to move a row selection
+      through a node of this op; ``None`` when the op has none (its rows are selected
+      after it is computed whole).
+    - ``cost``: its :class:`Cost` (views: :data:`FREE`).
+    - ``family``: the name of the :func:`graphc.testing.strategies.graphs` family that
+      draws it (one of ``graphc.testing.strategies.ALL_FAMILIES``).
     """
 
     name: str
@@ -85,16 +152,48 @@ class OpDef:
     canon: CanonFn | None = None
     min_arity: int = 0
     doc: str = ""
+    _: KW_ONLY
+    rows: RowRule | None
+    cost: Cost
+    family: str
+
+    @property
+    def is_view(self) -> bool:
+        """Whether nodes of this op are views: they alias their source's buffer."""
+        return self.view is not None
 
 
 OP_TABLE: dict[str, OpDef] = {}
 
 
 def register(op: OpDef) -> OpDef:
-    """Add an op to the table (names are unique)."""
+    """Add an op to the table (names are unique); ValueError for a definition whose parts
+    disagree (kind ``view`` without a view layout or the other way round, a view that is
+    not :data:`FREE`, a missing family)."""
     if op.name in OP_TABLE:
         raise ValueError(f"op {op.name!r} is already registered")
-    OP_TABLE[op.name] = op
+    if (op.kind == "view") != op.is_view:
+        raise ValueError(f"op {op.name!r}: kind {op.kind!r} needs view= exactly when the "
+                         "kind is 'view'")
+    if op.is_view and op.cost is not FREE:
+        raise ValueError(f"op {op.name!r} is a view, so its cost must be FREE")
+    if not isinstance(op.cost, Cost):
+        raise ValueError(f"op {op.name!r}: cost must be a Cost, got {op.cost!r}")
+    if op.rows is not None and not callable(op.rows):
+        raise ValueError(f"op {op.name!r}: rows must be a row rule or None, got {op.rows!r}")
+    if not isinstance(op.family, str) or not op.family:
+        raise ValueError(f"op {op.name!r} needs a generator family")
+    OP_TABLE[op.name] = op  # nothing to forget: inference of an unknown op is never cached
+    return op
+
+
+def unregister(name: str) -> OpDef:
+    """Remove an op from the table and its rules from every backend :class:`RuleTable`
+    (for tests that register a throwaway op); KeyError when there is no such op."""
+    op = OP_TABLE.pop(name)
+    for table in _RULE_TABLES:
+        dict.pop(table, name, None)
+    _infer_memo.cache_clear()
     return op
 
 
@@ -107,6 +206,58 @@ def get_op(name: str) -> OpDef:
             f"unknown op {name!r}",
             fix="use one of: " + ", ".join(sorted(OP_TABLE)),
         ) from None
+
+
+def ops_needing_rules() -> list[str]:
+    """The ops every backend needs a rule for: the non-leaf ops of the table, in order."""
+    return [n for n, o in OP_TABLE.items() if o.kind != "leaf"]
+
+
+R = TypeVar("R")
+_RULE_TABLES: list[RuleTable[Any]] = []
+
+
+class RuleTable(dict[str, R]):
+    """A backend's per-op rules (reference implementation, JAX lowering), keyed by the op
+    table.
+
+    Built complete: construction raises ValueError naming every op of :data:`OP_TABLE`
+    that has no rule. Setting a rule for a name that is not an op raises ValueError, so a
+    typo or a rule for an unregistered op fails at once. :func:`unregister` drops an op's
+    rule from every table. Looking up a missing rule stays the backend's business (each
+    raises a GraphError naming the op).
+    """
+
+    def __init__(self, owner: str, rules: Mapping[str, R]) -> None:
+        super().__init__()
+        self.owner = owner
+        for op, rule in rules.items():
+            self[op] = rule
+        missing = self.missing()
+        if missing:
+            raise ValueError(f"{owner} has no rule for op(s) {', '.join(missing)}")
+        _RULE_TABLES.append(self)
+
+    def __setitem__(self, op: str, rule: R) -> None:
+        if op not in OP_TABLE or OP_TABLE[op].kind == "leaf":
+            raise ValueError(f"{self.owner}: {op!r} is not an op of the op table; "
+                             "register its OpDef with graphc.ops.register first")
+        super().__setitem__(op, rule)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        """Set several rules, each checked like ``table[op] = rule``."""
+        for op, rule in dict(*args, **kwargs).items():
+            self[op] = rule
+
+    def setdefault(self, op: str, rule: R) -> R:  # type: ignore[override]
+        """``table[op]`` when set, else set it to ``rule`` (checked) and return it."""
+        if op not in self:
+            self[op] = rule
+        return self[op]
+
+    def missing(self) -> list[str]:
+        """The ops of the table this backend has no rule for."""
+        return [n for n in ops_needing_rules() if n not in self]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -173,7 +324,103 @@ def _broadcast(shapes: list[Shape]) -> Shape:
         ) from None
 
 
-# ----------------------------------------------------------------------------- families
+# ----------------------------------------------------------------------------- row rules
+# How a row selection passes through a node (see graphc.passes.row_pruning): given that
+# rows S of node t are wanted, which operands are needed on rows S and which whole.
+
+
+def elementwise_rows(t: Tensor) -> list[Mode] | None:
+    """Row rule of an elementwise op: an operand with t's rows gives rows S; one broadcast
+    along axis 0 (lower rank, or a leading 1) is needed whole."""
+    if t.ndim == 0:
+        return None
+    modes: list[Mode] = []
+    for o in t.inputs:
+        if o.ndim == t.ndim and o.shape[0] == t.shape[0]:
+            modes.append("rows")
+        else:  # broadcast along axis 0 (lower rank, or a leading 1)
+            modes.append("all")
+    return modes
+
+
+def _rows_last_axis(t: Tensor) -> list[Mode] | None:
+    return ["rows"] if t.ndim >= 2 else None  # normalizes each row along the last axis
+
+
+def _rows_off_axis0(t: Tensor) -> list[Mode] | None:
+    return ["rows"] * len(t.inputs) if t.ndim >= 1 and t.attrs["axis"] != 0 else None
+
+
+def _rows_reduction(t: Tensor) -> list[Mode] | None:
+    return ["rows"] if t.attrs["axis"] != 0 and t.ndim >= 1 else None
+
+
+def _rows_matmul(t: Tensor) -> list[Mode] | None:
+    a, b = t.inputs
+    if b.ndim == 2:  # per-row product by a weight: row i of a @ b needs row i of a
+        return ["rows", "all"]
+    modes: list[Mode] = []
+    for o in (a, b):  # batched: axis 0 is a batch axis of one or both operands
+        if o.ndim == t.ndim and o.shape[0] == t.shape[0]:
+            modes.append("rows")
+        elif o.ndim < t.ndim or o.shape[0] == 1:
+            modes.append("all")
+        else:
+            return None
+    return modes
+
+
+def _rows_reshape(t: Tensor) -> list[Mode] | None:
+    x = t.inputs[0]
+    return ["rows"] if t.ndim >= 1 and x.ndim >= 1 and x.shape[0] == t.shape[0] else None
+
+
+def _rows_transpose(t: Tensor) -> list[Mode] | None:
+    return ["rows"] if t.attrs["perm"][0] == 0 else None
+
+
+def _rows_rope(t: Tensor) -> list[Mode] | None:
+    return ["rows", "rows"]  # token i rotated by position i
+
+
+def _rows_attention(t: Tensor) -> list[Mode] | None:
+    return ["rows", "all", "all", "rows"]  # queries and their positions
+
+
+def _rows_get_rows(t: Tensor) -> list[Mode] | None:
+    return ["all", "rows"]  # (x[idx])[S] == x[idx[S]]
+
+
+# ----------------------------------------------------------------------------- costs
+
+
+def _flops_matmul(t: Tensor) -> int:
+    return 2 * t.size * t.inputs[0].shape[-1]  # a multiply-add per (element, k)
+
+
+def _flops_attention(t: Tensor) -> int:
+    q, k, v, _ = t.inputs
+    tq, h, d = q.shape
+    tk, dv = k.shape[0], v.shape[2]
+    return 2 * tq * h * tk * (d + dv) + 6 * tq * h * tk  # two contractions and a softmax
+
+
+def _flops_reduction(t: Tensor) -> int:
+    return t.inputs[0].size  # one op per input element
+
+
+def _bytes_get_rows(t: Tensor) -> tuple[int, int]:
+    return t.nbytes + t.inputs[1].nbytes, t.nbytes  # only the gathered rows are read
+
+
+def _bytes_set_rows(t: Tensor) -> tuple[int, int]:
+    dst, idx, src = t.inputs
+    if t.inplace:  # only the written rows move
+        return idx.nbytes + src.nbytes, src.nbytes
+    return dst.nbytes + idx.nbytes + src.nbytes, t.nbytes
+
+
+# ----------------------------------------------------------------------------- ops
 
 
 def _binary(allowed: frozenset[str]) -> InferFn:
@@ -194,25 +441,37 @@ def _unary(allowed: frozenset[str] | None) -> InferFn:
     return infer
 
 
-for _name, _allowed in [("add", NUMERIC_DTYPES), ("sub", NUMERIC_DTYPES), ("mul", NUMERIC_DTYPES),
-                        ("div", FLOAT_DTYPES), ("maximum", NUMERIC_DTYPES)]:
+# (name, dtypes, FLOPs per element, generator family); within a family, table order is the
+# order the generator draws in
+for _name, _allowed, _flops, _family in [
+    ("add", NUMERIC_DTYPES, 1, "binary"), ("sub", NUMERIC_DTYPES, 1, "binary"),
+    ("mul", NUMERIC_DTYPES, 1, "binary"), ("div", FLOAT_DTYPES, 1, "div"),
+    ("maximum", NUMERIC_DTYPES, 1, "binary"),
+]:
     register(OpDef(_name, 2, _binary(_allowed), "elementwise", inplace=True,
-                   doc=f"Elementwise {_name} with NumPy broadcasting; operands share a dtype."))
+                   doc=f"Elementwise {_name} with NumPy broadcasting; operands share a dtype.",
+                   rows=elementwise_rows, cost=Cost.per_element(_flops), family=_family))
 
-for _name in ["exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "gelu", "silu"]:
-    register(OpDef(_name, 1, _unary(FLOAT_DTYPES), "elementwise", inplace=True,
-                   doc=f"Elementwise {_name} of a float tensor (gelu: tanh approximation)."))
-
-for _name in ["neg", "relu"]:
-    register(OpDef(_name, 1, _unary(NUMERIC_DTYPES), "elementwise", inplace=True,
-                   doc=f"Elementwise {_name}."))
+for _name, _allowed, _flops, _family in [
+    ("neg", NUMERIC_DTYPES, 1, "unary"), ("relu", NUMERIC_DTYPES, 1, "unary"),
+    ("exp", FLOAT_DTYPES, 4, "transcendental"), ("log", FLOAT_DTYPES, 4, "transcendental"),
+    ("sqrt", FLOAT_DTYPES, 4, "transcendental"), ("rsqrt", FLOAT_DTYPES, 4, "transcendental"),
+    ("tanh", FLOAT_DTYPES, 6, "unary"), ("sigmoid", FLOAT_DTYPES, 6, "unary"),
+    ("silu", FLOAT_DTYPES, 7, "unary"), ("gelu", FLOAT_DTYPES, 10, "unary"),
+]:
+    register(OpDef(_name, 1, _unary(_allowed), "elementwise", inplace=True,
+                   doc=f"Elementwise {_name}" + (" of a float tensor (gelu: tanh approximation)."
+                                                 if _allowed is FLOAT_DTYPES else "."),
+                   rows=elementwise_rows, cost=Cost.per_element(_flops), family=_family))
 
 register(OpDef("copy", 1, _unary(None), "elementwise", inplace=False,
-               doc="A fresh copy of the operand (never aliases it)."))
+               doc="A fresh copy of the operand (never aliases it).",
+               rows=elementwise_rows, cost=Cost.per_element(0), family="copy"))
 
 register(OpDef("scale", 1, _unary(FLOAT_DTYPES), "elementwise", inplace=True,
                attrs={"s": AttrSpec("float", doc="the factor")},
-               doc="Multiply by the literal factor s."))
+               doc="Multiply by the literal factor s.",
+               rows=elementwise_rows, cost=Cost.per_element(1), family="scale"))
 
 
 def _infer_cast(shapes: list[Shape], dtypes: list[str], attrs: Attrs) -> tuple[Shape, str]:
@@ -221,7 +480,8 @@ def _infer_cast(shapes: list[Shape], dtypes: list[str], attrs: Attrs) -> tuple[S
 
 register(OpDef("cast", 1, _infer_cast, "elementwise",
                attrs={"dtype": AttrSpec("dtype", doc="the target dtype")},
-               doc="Convert to another dtype (NumPy astype semantics)."))
+               doc="Convert to another dtype (NumPy astype semantics).",
+               rows=elementwise_rows, cost=Cost.per_element(0), family="cast"))
 
 
 def _infer_matmul(shapes: list[Shape], dtypes: list[str], attrs: Attrs) -> tuple[Shape, str]:
@@ -243,7 +503,8 @@ def _infer_matmul(shapes: list[Shape], dtypes: list[str], attrs: Attrs) -> tuple
 
 
 register(OpDef("matmul", 2, _infer_matmul, "contraction",
-               doc="a @ b with NumPy batch broadcasting (both operands rank >= 2)."))
+               doc="a @ b with NumPy batch broadcasting (both operands rank >= 2).",
+               rows=_rows_matmul, cost=Cost(_flops_matmul), family="matmul"))
 
 
 def _infer_norm(shapes: list[Shape], dtypes: list[str], attrs: Attrs) -> tuple[Shape, str]:
@@ -257,10 +518,12 @@ def _infer_norm(shapes: list[Shape], dtypes: list[str], attrs: Attrs) -> tuple[S
 
 register(OpDef("rms_norm", 1, _infer_norm, "rowwise", inplace=True,
                attrs={"eps": AttrSpec("float", 1e-6)},
-               doc="x / sqrt(mean(x**2, last axis) + eps); no weight (multiply after)."))
+               doc="x / sqrt(mean(x**2, last axis) + eps); no weight (multiply after).",
+               rows=_rows_last_axis, cost=Cost.per_element(4), family="rowwise"))
 register(OpDef("layer_norm", 1, _infer_norm, "rowwise", inplace=True,
                attrs={"eps": AttrSpec("float", 1e-5)},
-               doc="(x - mean) / sqrt(var + eps) over the last axis; no affine part."))
+               doc="(x - mean) / sqrt(var + eps) over the last axis; no affine part.",
+               rows=_rows_last_axis, cost=Cost.per_element(7), family="rowwise"))
 
 
 def _canon_axis(shapes: list[Shape], attrs: dict[str, Any]) -> dict[str, Any]:
@@ -277,7 +540,8 @@ def _infer_softmax(shapes: list[Shape], dtypes: list[str], attrs: Attrs) -> tupl
 
 register(OpDef("softmax", 1, _infer_softmax, "rowwise", inplace=True, canon=_canon_axis,
                attrs={"axis": AttrSpec("int", -1)},
-               doc="Numerically stable softmax along axis."))
+               doc="Numerically stable softmax along axis.",
+               rows=_rows_off_axis0, cost=Cost.per_element(6), family="rowwise"))
 
 
 def _infer_rope(shapes: list[Shape], dtypes: list[str], attrs: Attrs) -> tuple[Shape, str]:
@@ -299,7 +563,8 @@ def _infer_rope(shapes: list[Shape], dtypes: list[str], attrs: Attrs) -> tuple[S
 register(OpDef("rope", 2, _infer_rope, "rowwise", inplace=True,
                attrs={"theta": AttrSpec("float", 10000.0)},
                doc="Rotary embedding, rotate-halves (NeoX) layout, on [tokens, heads, dim] "
-                   "with i32 positions [tokens]."))
+                   "with i32 positions [tokens].",
+               rows=_rows_rope, cost=Cost.per_element(6), family="rope"))
 
 
 def _default_scale(shapes: list[Shape]) -> float:
@@ -337,7 +602,8 @@ register(OpDef("attention", 4, _infer_attention, "attention",
                       "causal": AttrSpec("bool", True)},
                doc="Grouped-query attention. Query i sits at position pos[i]; key j at position "
                    "j. Causal: query i sees keys j <= pos[i], which serves prefill "
-                   "(pos = 0..n-1) and KV-cache decode (keys = the whole cache) alike."))
+                   "(pos = 0..n-1) and KV-cache decode (keys = the whole cache) alike.",
+               rows=_rows_attention, cost=Cost(_flops_attention), family="attention"))
 
 
 def _infer_get_rows(
@@ -351,7 +617,8 @@ def _infer_get_rows(
     return (idx[0], *x[1:]), dtypes[0]
 
 
-register(OpDef("get_rows", 2, _infer_get_rows, "gather", doc="x[idx] for an i32 index vector."))
+register(OpDef("get_rows", 2, _infer_get_rows, "gather", doc="x[idx] for an i32 index vector.",
+               rows=_rows_get_rows, cost=Cost(_no_flops, _bytes_get_rows), family="get_rows"))
 
 
 def _infer_set_rows(
@@ -373,7 +640,40 @@ def _infer_set_rows(
 
 
 register(OpDef("set_rows", 3, _infer_set_rows, "scatter", inplace=True,
-               doc="dst with rows idx replaced by src (functional; planned in place)."))
+               doc="dst with rows idx replaced by src (functional; planned in place).",
+               rows=None,  # no rule: the rows of a scatter are selected after it
+               cost=Cost(_no_flops, _bytes_set_rows), family="set_rows"))
+
+
+def _canon_transpose(shapes: list[Shape], attrs: dict[str, Any]) -> dict[str, Any]:
+    nd = len(shapes[0])
+    perm = attrs.get("perm")
+    perm = tuple(range(nd - 1, -1, -1)) if perm is None else tuple(_axis(p, nd, "perm axis")
+                                                                    for p in perm)
+    return {**attrs, "perm": perm}
+
+
+def _infer_transpose(
+    shapes: list[Shape], dtypes: list[str], attrs: dict[str, Any]
+) -> tuple[Shape, str]:
+    perm = attrs["perm"]
+    nd = len(shapes[0])
+    if sorted(perm) != list(range(nd)):
+        raise OpError(f"perm {list(perm)} is not a permutation of the {nd} axes")
+    return tuple(shapes[0][p] for p in perm), dtypes[0]
+
+
+def _view_transpose(
+    shape: Shape, strides: tuple[int, ...], attrs: dict[str, Any]
+) -> tuple[int, tuple[int, ...]] | None:
+    return 0, tuple(strides[p] for p in attrs["perm"])
+
+
+register(OpDef("transpose", 1, _infer_transpose, "view", canon=_canon_transpose,
+               view=_view_transpose,
+               attrs={"perm": AttrSpec("ints", lambda shapes: None)},
+               doc="Permute axes (default: reverse them); a strided view.",
+               rows=_rows_transpose, cost=FREE, family="view"))
 
 
 def _canon_reshape(shapes: list[Shape], attrs: dict[str, Any]) -> dict[str, Any]:
@@ -411,37 +711,8 @@ def _view_reshape(
 
 register(OpDef("reshape", 1, _infer_reshape, "view", canon=_canon_reshape,
                view=_view_reshape, attrs={"shape": AttrSpec("ints")},
-               doc="Same elements, new shape (one -1 allowed); a view of a contiguous source."))
-
-
-def _canon_transpose(shapes: list[Shape], attrs: dict[str, Any]) -> dict[str, Any]:
-    nd = len(shapes[0])
-    perm = attrs.get("perm")
-    perm = tuple(range(nd - 1, -1, -1)) if perm is None else tuple(_axis(p, nd, "perm axis")
-                                                                    for p in perm)
-    return {**attrs, "perm": perm}
-
-
-def _infer_transpose(
-    shapes: list[Shape], dtypes: list[str], attrs: dict[str, Any]
-) -> tuple[Shape, str]:
-    perm = attrs["perm"]
-    nd = len(shapes[0])
-    if sorted(perm) != list(range(nd)):
-        raise OpError(f"perm {list(perm)} is not a permutation of the {nd} axes")
-    return tuple(shapes[0][p] for p in perm), dtypes[0]
-
-
-def _view_transpose(
-    shape: Shape, strides: tuple[int, ...], attrs: dict[str, Any]
-) -> tuple[int, tuple[int, ...]] | None:
-    return 0, tuple(strides[p] for p in attrs["perm"])
-
-
-register(OpDef("transpose", 1, _infer_transpose, "view", canon=_canon_transpose,
-               view=_view_transpose,
-               attrs={"perm": AttrSpec("ints", lambda shapes: None)},
-               doc="Permute axes (default: reverse them); a strided view."))
+               doc="Same elements, new shape (one -1 allowed); a view of a contiguous source.",
+               rows=_rows_reshape, cost=FREE, family="view"))
 
 
 def _canon_slice(shapes: list[Shape], attrs: dict[str, Any]) -> dict[str, Any]:
@@ -478,7 +749,8 @@ def _view_slice(
 register(OpDef("slice", 1, _infer_slice, "view", canon=_canon_slice, view=_view_slice,
                attrs={"axis": AttrSpec("int", 0), "start": AttrSpec("int", 0),
                       "stop": AttrSpec("int", lambda shapes: None)},
-               doc="x[start:stop] along axis (negative bounds count from the end); a view."))
+               doc="x[start:stop] along axis (negative bounds count from the end); a view.",
+               rows=_rows_off_axis0, cost=FREE, family="view"))
 
 
 def _infer_concat(shapes: list[Shape], dtypes: list[str], attrs: Attrs) -> tuple[Shape, str]:
@@ -498,7 +770,8 @@ def _infer_concat(shapes: list[Shape], dtypes: list[str], attrs: Attrs) -> tuple
 
 
 register(OpDef("concat", None, _infer_concat, "other", min_arity=1, canon=_canon_axis,
-               attrs={"axis": AttrSpec("int", 0)}, doc="Join operands along axis."))
+               attrs={"axis": AttrSpec("int", 0)}, doc="Join operands along axis.",
+               rows=_rows_off_axis0, cost=Cost.per_element(0), family="concat"))
 
 
 def _reduce(allowed: frozenset[str], out_dtype: str | None = None) -> InferFn:
@@ -521,11 +794,13 @@ def _reduce(allowed: frozenset[str], out_dtype: str | None = None) -> InferFn:
 for _name, _allowed in [("sum", NUMERIC_DTYPES), ("mean", FLOAT_DTYPES), ("max", NUMERIC_DTYPES)]:
     register(OpDef(_name, 1, _reduce(_allowed), "reduction", canon=_canon_axis,
                    attrs={"axis": AttrSpec("int", -1), "keepdims": AttrSpec("bool", False)},
-                   doc=f"{_name} over one axis."))
+                   doc=f"{_name} over one axis.",
+                   rows=_rows_reduction, cost=Cost(_flops_reduction), family="reduce"))
 
 register(OpDef("argmax", 1, _reduce(NUMERIC_DTYPES, "i32"), "reduction", canon=_canon_axis,
                attrs={"axis": AttrSpec("int", -1), "keepdims": AttrSpec("bool", False)},
-               doc="Index of the first maximum along axis, as i32."))
+               doc="Index of the first maximum along axis, as i32.",
+               rows=_rows_reduction, cost=Cost(_flops_reduction), family="argmax"))
 
 
 def _infer_full(shapes: list[Shape], dtypes: list[str], attrs: Attrs) -> tuple[Shape, str]:
@@ -542,7 +817,9 @@ def _infer_full(shapes: list[Shape], dtypes: list[str], attrs: Attrs) -> tuple[S
 register(OpDef("full", 0, _infer_full, "other",
                attrs={"shape": AttrSpec("ints"), "value": AttrSpec("float"),
                       "dtype": AttrSpec("dtype", "f32")},
-               doc="A constant tensor filled with value."))
+               doc="A constant tensor filled with value.",
+               rows=None,  # no operands: a selection of its rows is made after it
+               cost=Cost.per_element(0), family="const"))
 
 
 def _infer_const(shapes: list[Shape], dtypes: list[str], attrs: Attrs) -> tuple[Shape, str]:
@@ -560,7 +837,9 @@ register(OpDef("const", 0, _infer_const, "other",
                attrs={"values": AttrSpec("numbers"), "shape": AttrSpec("ints"),
                       "dtype": AttrSpec("dtype", "f32")},
                doc="A small constant given by its values in row-major order (row indices, "
-                   "masks); large data belongs in params."))
+                   "masks); large data belongs in params.",
+               rows=None,  # no operands: a selection of its rows is made after it
+               cost=Cost.per_element(0), family="const"))
 
 
 # ----------------------------------------------------------------------------- attributes

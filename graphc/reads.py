@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from graphc.errors import GraphError
-from graphc.graph import Graph
+from graphc.graph import Graph, check_rows
 from graphc.tensor import Tensor
 
 RowSel = Literal["all"] | tuple[int, ...]
@@ -31,6 +31,15 @@ class Reads:
 
     def __contains__(self, name: object) -> bool:
         return name in self.rows
+
+    @classmethod
+    def of_graph(cls, g: Graph) -> Reads:
+        """What a caller reads from ``g`` as its IR says: every output, with its rows."""
+        out: dict[str, RowSel] = {}
+        for name in g.outputs:
+            rows = g.output_rows(name)
+            out[name] = "all" if rows is None else rows
+        return cls(out)
 
     def to_text(self) -> str:
         """The text form, e.g. ``logits[7]+h_pre_norm``."""
@@ -77,19 +86,7 @@ def _rows(name: str, t: Tensor, sel: object) -> RowSel:
     if isinstance(sel, bool) or not isinstance(sel, int | Sequence) or isinstance(sel, str):
         raise GraphError(f"rows for output {name!r} must be 'all', an int or a list of ints, "
                          f"got {sel!r}")
-    rows = [sel] if isinstance(sel, int) else list(sel)
-    if t.ndim == 0:
-        raise GraphError(f"output {name!r} is a scalar and has no rows to select",
-                         fix=f'read it whole: {{"{name}": "all"}}')
-    n = t.shape[0]
-    out: list[int] = []
-    for r in rows:
-        if isinstance(r, bool) or not isinstance(r, int):
-            raise GraphError(f"row {r!r} of output {name!r} is not an integer")
-        if not -n <= r < n:
-            raise GraphError(f"row {r} of output {name!r} is out of range: it has {n} rows")
-        out.append(r % n)
-    return tuple(out)
+    return check_rows(name, t, [sel] if isinstance(sel, int) else list(sel))
 
 
 def normalize_reads(
@@ -99,30 +96,36 @@ def normalize_reads(
 
     A read may name an output or pass a tensor. A tensor that is not an output is an
     error telling to mark it with ``set_output`` -- unless ``taps="protect"``, which marks
-    it (as an output named after the tensor) in ``g`` itself; the returned graph is ``g``.
+    it (as an output named after the tensor) in a copy of ``g``, returned instead of
+    ``g``: the caller's graph never changes. ``reads=None`` reads what the graph says:
+    every output, with the rows its IR selects.
     """
     if taps not in ("error", "protect"):
         raise GraphError(f"taps must be 'error' or 'protect', got {taps!r}")
     if reads is None:
-        return g, Reads({name: "all" for name in g.outputs})
+        return g, Reads.of_graph(g)
     if isinstance(reads, str):
         reads = parse_reads(reads)
     items = reads.items() if isinstance(reads, Mapping) else [(k, "all") for k in reads]
     out: dict[str, RowSel] = {}
     outputs = g.outputs
     by_tensor = {t: n for n, t in outputs.items()}
+    caller = g
+    copied: dict[Tensor, Tensor] | None = None
     for key, sel in items:
         if isinstance(key, Tensor):
-            if key.graph is not g:
+            if key.graph is not caller:
                 raise GraphError(f"read {key!r} is a tensor of another graph @{key.graph.name}")
             if key in by_tensor:
                 name = by_tensor[key]
             elif taps == "protect":
+                if copied is None:  # mark taps on a copy: the caller's graph stays as it is
+                    g, copied = caller.clone_with_map()
                 base = key.name or "tap"
                 name, k = base, 1
                 while name in outputs:
                     name, k = f"{base}_{k}", k + 1
-                g.set_output(key, name)
+                g.set_output(copied[key], name)
                 outputs = g.outputs
                 by_tensor[key] = name
             else:

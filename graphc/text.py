@@ -9,7 +9,7 @@ Grammar (``//`` starts a comment)::
 
     file   := "graph" "@" NAME "{" stmt* "}"
     stmt   := "%" NAME "=" (LEAF STRING | OP "(" [operand {"," operand}] ")" [attrs]) ":" type
-            | "output" "%" NAME "as" STRING
+            | "output" "%" NAME "as" STRING ["rows" "[" INT {"," INT} "]"]
             | "assign" "%" NAME "," "%" NAME
     attrs  := "{" [NAME "=" literal {"," NAME "=" literal}] "}"
     type   := DTYPE "[" [INT {"," INT}] "]"
@@ -77,7 +77,10 @@ def to_text(g: Graph) -> str:
     lines = node_lines(g, names)
     out = [f"graph @{_graph_label(g.name)} {{"]
     out += [f"  {lines[t]}" for t in g.nodes]
-    out += [f"  output %{names[t]} as {json.dumps(n)}" for n, t in g.outputs.items()]
+    for n, t in g.outputs.items():
+        rows = g.output_rows(n)
+        sel = "" if rows is None else f" rows [{', '.join(map(str, rows))}]"
+        out.append(f"  output %{names[t]} as {json.dumps(n)}{sel}")
     out += [f"  assign %{names[s]}, %{names[v]}" for s, v in g.assigns.items()]
     out.append("}")
     return "\n".join(out) + "\n"
@@ -385,10 +388,16 @@ class _Parser:
         t = self.use(vtok)
         self.expect("as")
         ntok = self.expect_kind("string", 'the output name in quotes, e.g. "logits"')
+        rows: list[Any] | None = None
+        rtok = self.tok
+        if self.accept("rows"):
+            rows = self.literal()
+            if not isinstance(rows, list):
+                raise self.error("expected a list of rows, e.g. rows [-1]", rtok)
         try:
-            self.g.set_output(t, self.string(ntok))
+            self.g.set_output(t, self.string(ntok), rows)
         except GraphError as e:
-            raise self.error(e.message, ntok, fix=e.fix) from None
+            raise self.error(e.message, rtok if rows is not None else ntok, fix=e.fix) from None
 
     def assign(self) -> None:
         atok = self.expect("assign")

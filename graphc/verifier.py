@@ -110,7 +110,7 @@ def problems(g: Graph) -> list[GraphError]:
                 bad(f"{t.op} with inplace=True must produce operand 0's type "
                     f"{t.inputs[0].type_str}, but gives {t.type_str}", t,
                     fix="drop inplace=True or swap the operands")
-        if op.view is not None and t.inputs:
+        if op.is_view and t.inputs:
             src = t.inputs[0]
             layout = view_layout(t.op, src.shape, contiguous_strides(src.shape), t.attrs)
             if layout is not None and t.size:

@@ -4,7 +4,10 @@ Passes (registered by name for pipelines): ``dce``, ``dead-outputs{reads=...}``,
 ``prune-rows{reads=...}``, ``cse``, ``fold``. Functions: :func:`dce`,
 :func:`dead_outputs`, :func:`prune_rows`, :func:`cse`, :func:`fold`,
 :func:`optimize_for_reads`; analysis :func:`cost`. Run pipelines with
-:class:`PassManager`. Memory: :func:`schedule`, :func:`plan_memory`,
+:class:`PassManager`. Writing passes: :class:`Rebuilder` (copy a graph node by node,
+replacing nodes), :class:`RewritePattern` / :func:`rewrite_pattern` and
+:func:`apply_patterns` (local rewrites to a fixpoint), :func:`pattern_pass`,
+:func:`register_pass`, :func:`function_pass`. Memory: :func:`schedule`, :func:`plan_memory`,
 :func:`check_aliasing`; plan files: :func:`save_plan`, :func:`load_plan`.
 """
 
@@ -19,29 +22,32 @@ from graphc.passes.fold import fold
 from graphc.passes.manager import PassError, PassManager, parse_pipeline
 from graphc.passes.memory import MemoryPlan, Placement, plan_memory
 from graphc.passes.plan_io import load_plan, save_plan
-from graphc.passes.rewrite import gc_paused
+from graphc.passes.rewrite import (
+    Rebuilder,
+    RewriteError,
+    RewritePattern,
+    apply_patterns,
+    gc_paused,
+    pattern_pass,
+    rewrite_pattern,
+)
 from graphc.passes.row_pruning import prune_rows
 from graphc.passes.schedule import peak_bytes, schedule
 
 from graphc.graph import Graph
-from graphc.reads import Reads, ReadsArg
+from graphc.reads import Reads, ReadsArg, normalize_reads
 
 
 def optimize_for_reads(g: Graph, reads: ReadsArg = None) -> tuple[Graph, Reads]:
-    """The output-driven pipeline: dead-output elimination, row pruning, folding, CSE and
-    DCE for what this call reads. Returns the graph and the reads that apply to it."""
+    """The output-driven pipeline for what this call reads (``dead-outputs`` recording
+    the reads in the IR, then ``prune-rows``, ``fold``, ``cse``, ``dce``), run by the
+    PassManager. Returns the graph and the reads that apply to it (from its IR)."""
+    from graphc.driver import pipeline_for
+
+    g, rd = normalize_reads(g, reads)
     with gc_paused():
-        g2 = dead_outputs(g, reads)
-        g2, rd = prune_rows(g2, _rebased(g, g2, reads))
-        return dce(cse(fold(g2))), rd
-
-
-def _rebased(old: Graph, new: Graph, reads: ReadsArg) -> ReadsArg:
-    """Reads given by tensor refer to ``old``; restate them by output name for ``new``."""
-    from graphc.reads import normalize_reads
-
-    _, rd = normalize_reads(old, reads)
-    return {name: list(sel) if sel != "all" else "all" for name, sel in rd.rows.items()}
+        out = PassManager(pipeline_for(rd, "default")).run(g)
+    return out, Reads.of_graph(out)
 
 
 __all__ = [
@@ -52,7 +58,11 @@ __all__ = [
     "PassError",
     "PassManager",
     "Placement",
+    "Rebuilder",
+    "RewriteError",
+    "RewritePattern",
     "Violation",
+    "apply_patterns",
     "assert_safe",
     "check_aliasing",
     "cost",
@@ -65,10 +75,12 @@ __all__ = [
     "make_pass",
     "optimize_for_reads",
     "parse_pipeline",
+    "pattern_pass",
     "peak_bytes",
     "plan_memory",
     "prune_rows",
     "register_pass",
+    "rewrite_pattern",
     "save_plan",
     "schedule",
 ]

@@ -51,10 +51,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 from graphc.passes.memory import MemoryPlan, Placement, fingerprint
 
 from graphc.graph import Graph
-from graphc.ops import OP_TABLE, contiguous_strides, view_layout
+from graphc.ops import MAX_REGION_BYTES, OP_TABLE, contiguous_strides, view_layout
 from graphc.reads import ReadsArg, parse_reads
 from graphc.tensor import Tensor
 from graphc.text import label
@@ -62,7 +63,7 @@ from graphc.text import label
 Kind = Literal["overlap", "clobbered-read", "unmarked-tap", "output-clobbered", "param-written",
                "input-written", "state-misassigned", "stale-plan", "bad-order",
                "missing-placement", "out-of-bounds", "bad-view", "bad-inplace", "bad-region",
-               "bad-layout", "bad-label", "misaligned"]
+               "bad-layout", "bad-label", "misaligned", "order-mismatch"]
 KINDS: tuple[str, ...] = Kind.__args__  # type: ignore[attr-defined]
 
 CONSERVATIVE_KINDS: frozenset[str] = frozenset({
@@ -74,6 +75,7 @@ CONSERVATIVE_KINDS: frozenset[str] = frozenset({
     "misaligned",    # an owned buffer off the plan's declared alignment
     "input-written",  # an in-place write into an input, which belongs to the caller
     "overlap",       # leaves on shared bytes: which one is written last is not in the plan
+    "order-mismatch",  # the order leaves out or repeats a node (harmless for one not needed)
 })
 """Kinds that may be reported for a plan that still runs correctly: rules about the plan
 describing itself truthfully, kept on purpose. Every other kind is a real hazard."""
@@ -118,6 +120,11 @@ def _caller_reads(g: Graph, reads: ReadsArg) -> set[Tensor]:
     found: set[Tensor] = set()
     for k in keys:
         if isinstance(k, Tensor):
+            if k.graph is not g:
+                from graphc.errors import GraphError
+
+                raise GraphError(f"read {k!r} is a tensor of another graph @{k.graph.name}",
+                                 fix="name tensors of the graph the plan is checked for")
             found.add(k)
         elif k in outputs:
             found.add(outputs[k])
@@ -148,6 +155,22 @@ def _same_layout(shape: tuple[int, ...], a: tuple[int, ...], b: tuple[int, ...])
         x == y for d, x, y in zip(shape, a, b, strict=True) if d > 1)
 
 
+def _compact(shape: tuple[int, ...], strides: tuple[int, ...]) -> bool:
+    """True when the elements of a strided window fill its span with no gap and no
+    repeat (a dense layout, in any axis order)."""
+    dims = sorted((abs(s), d) for d, s in zip(shape, strides, strict=True) if d > 1)
+    want = 1
+    for stride, dim in dims:
+        if stride != want:
+            return False
+        want *= dim
+    return True
+
+
+Read = tuple[int, str, Tensor]  # (step, why, the tensor read: a value or a view of it)
+WHY_ORDER = ("op", "output", "tap", "assigned", "state", "param")
+
+
 class _Check:
     """One run of the checker: the plan, the graph and the violations found so far."""
 
@@ -158,6 +181,9 @@ class _Check:
         self.found: list[Violation] = []
         self.P: dict[Tensor, Placement] = {}
         self.pos: dict[Tensor, int] = {}
+        self.views: dict[Tensor, Tensor] = {}
+        self.assigned: dict[Tensor, Tensor] = {}
+        self.starts: dict[Tensor, np.ndarray] = {}  # element byte offsets of strided windows
 
     def add(self, kind: Kind, t: Tensor | None, by: Tensor | None, step: int | None, fix: str,
             detail: str = "") -> None:
@@ -178,12 +204,13 @@ class _Check:
         nodes = g.nodes
         for i, t in enumerate(plan.order):
             if t in self.pos:
-                self.add("bad-order", t, None, i, "list every node of the graph once",
+                self.add("order-mismatch", t, None, i, "list every node of the graph once",
                          "the order lists it twice")
             self.pos.setdefault(t, i)
         missing = [t for t in nodes if t not in self.pos]
         if missing:
-            self.add("bad-order", missing[0], None, None, "list every node of the graph once",
+            self.add("order-mismatch", missing[0], None, None,
+                     "list every node of the graph once",
                      f"the order leaves out {len(missing)} node(s)")
         if self.found:
             return False
@@ -218,17 +245,34 @@ class _Check:
         p = self.P[t]
         return tuple(p.strides) if p.strides is not None else contiguous_strides(t.shape)
 
-    def layout(self) -> dict[Tensor, Tensor]:
-        """Check every placement; return the view edges that hold (view -> source)."""
+    def layout(self) -> tuple[dict[Tensor, Tensor], bool]:
+        """Check every placement; return the view edges that hold (view -> source), and
+        whether the layouts can be read at all (False: stop before liveness)."""
         plan, P = self.plan, self.P
         limit = {"arena": plan.arena_bytes, "state": plan.state_bytes,
                  "param": plan.param_bytes}
+        for region, size in limit.items():
+            if size > MAX_REGION_BYTES:
+                self.add("out-of-bounds", None, None, None,
+                         f"keep each region under {MAX_REGION_BYTES:,} B",
+                         f"the {region} region claims {size:,} B")
+        readable = not self.found
         views: dict[Tensor, Tensor] = {}
         for t in plan.order:
             p, step = P[t], self.pos[t]
             if p.region not in REGIONS:
                 self.add("out-of-bounds", t, None, step, "use region arena, state or param",
                          f"unknown region {p.region!r}")
+                readable = False
+                continue
+            if p.strides is not None and (
+                    len(p.strides) != t.ndim
+                    or any(abs(x) * t.itemsize > max(limit[p.region], t.itemsize)
+                           for x in p.strides)):
+                self.add("bad-layout", t, None, step,
+                         f"give strides, one per axis of {t.type_str}, that stay inside the "
+                         f"region", f"strides {p.strides}")
+                readable = False
                 continue
             if p.view_of is not None:
                 self.view(t, views)
@@ -250,14 +294,15 @@ class _Check:
                          f"start it at a multiple of its element size {t.itemsize} B",
                          f"offset {p.offset}")
             lo, hi = _span(t.shape, self.strides_of(t), t.itemsize)
-            if hi > lo and (p.offset + lo < 0 or p.offset + hi > limit[p.region]):
+            lo, hi = (lo, hi) if hi > lo else (0, 0)  # an empty tensor still sits somewhere
+            if p.offset + lo < 0 or p.offset + hi > limit[p.region]:
                 self.add("out-of-bounds", t, None, step,
                          f"keep it inside the {p.region} region of {limit[p.region]:,} B",
                          f"it covers bytes {p.offset + lo}..{p.offset + hi}")
             self.region(t)
             if p.inplace_of is not None:
                 self.inplace_label(t)
-        return views
+        return views, readable
 
     def view(self, t: Tensor, views: dict[Tensor, Tensor]) -> None:
         p, src = self.P[t], self.P[t].view_of
@@ -315,40 +360,42 @@ class _Check:
 
     # ------------------------------------------------------------------ 3. liveness
     def liveness(self, views: dict[Tensor, Tensor]) -> None:
+        """Sweep the values in the order they are written; each write must not meet a
+        byte that a later read of another value still needs (see the module doc)."""
         g, P, pos = self.g, self.P, self.pos
         n = len(self.plan.order)
-
-        def root(t: Tensor) -> Tensor:
-            while t in views:
-                t = views[t]
-            return t
-
+        self.views = views
         owners = [t for t in self.plan.order if P[t].view_of is None and P[t].region in REGIONS]
         born = {t: -1 if t.is_leaf else pos[t] for t in owners}
-        last_read = dict.fromkeys(owners, -1)  # the last step an op reads it
-        for t in self.plan.order:
-            if t in views:
-                continue  # a view reads nothing itself: its readers read its root
-            for o in t.inputs:
-                r = root(o)
-                if r in last_read:
-                    last_read[r] = max(last_read[r], pos[t])
-        outputs = {root(t) for t in g.outputs.values()}
-        taps = {root(t) for t in _caller_reads(g, self.reads)} - outputs
-        assigned = {root(v): s for s, v in g.assigns.items()}
-        forever = n + 1  # params: the next run reads them too
-        need = dict(last_read)
-        for t in owners:
-            if t in outputs or t in taps or t in assigned:
-                need[t] = n
-            if t.op == "state" and t not in g.assigns:
-                need[t] = n  # an unassigned state keeps its value to the next run
-            if t.op == "param":
-                need[t] = forever
+        # every read of each value: (step, why, the tensor read: the value or a view of it)
+        reads: dict[Tensor, list[Read]] = {t: [] for t in owners}
 
-        # the sweep: values by definition step; at each definition the new value's bytes
-        # must not cover a value still needed. Live values sit per region in a list sorted
-        # by offset, expired through a heap on their last needed step.
+        def read(t: Tensor, step: int, why: str) -> None:
+            r = self.root(t)
+            if r in reads:
+                reads[r].append((step, why, t))
+
+        for t in self.plan.order:
+            if t not in views:  # a view reads nothing itself: its readers read its root
+                for o in t.inputs:
+                    read(o, pos[t], "op")
+        outputs = set(g.outputs.values())
+        for t in outputs:
+            read(t, n, "output")
+        for t in _caller_reads(g, self.reads) - outputs:
+            read(t, n, "tap")
+        self.assigned = {v: s for s, v in g.assigns.items()}
+        for v in self.assigned:
+            read(v, n, "assigned")
+        for t in owners:
+            if t.op == "param":
+                read(t, n + 1, "param")  # the next run reads it too
+            elif t.op == "state" and t not in g.assigns:
+                read(t, n, "state")  # an unassigned state keeps its value to the next run
+        need = {t: max((r[0] for r in reads[t]), default=-1) for t in owners}
+
+        # Live values sit per region in a list sorted by offset, expired through a heap
+        # on their last needed step, so a write looks only at its byte neighbours.
         span = {t: (P[t].offset, P[t].offset + t.nbytes) for t in owners}
         live: dict[str, list[tuple[int, int, Tensor]]] = {}
         widest: dict[str, int] = {}
@@ -378,49 +425,74 @@ class _Check:
                         off, _, u = lst[k]
                         if off + reach <= lo:
                             break  # nothing further left reaches lo
-                        if span[u][1] <= lo or span[u][0] == span[u][1] or u in reported:
-                            continue
-                        if born[u] == d:
-                            if need[u] < 0 and need[v] < 0:
-                                continue  # leaves nobody reads may share bytes
-                            self.add("overlap", u, v, None, "give them disjoint bytes",
-                                     f"{label(u)} and {label(v)} are both written before "
-                                     f"the run")
-                            reported.add(u)
-                        elif need[u] > d or (last_read[u] == d
-                                             and self.reads_overlap(v, u, views)
-                                             and not self.exact_inplace(v, u, views)):
-                            self.add(*self.clobber(u, v, d, need, last_read, outputs, taps,
-                                                   assigned, n))
-                            reported.add(u)
-                        elif last_read[u] == d and u.op == "input":
-                            self.add("input-written", u, v, d,
-                                     f"inputs belong to the caller: drop inplace=True on "
-                                     f"{label(v)} or g.copy() the input first",
-                                     f"{label(v)} is written in place over input {u.name!r}")
+                        if span[u][1] > lo and span[u][0] < span[u][1] \
+                                and u not in reported and self.judge_write(u, v, d, reads, lo, hi):
                             reported.add(u)
                 bisect.insort(lst, (lo, v.uid, v))
                 widest[region] = max(widest.get(region, 0), hi - lo)
                 heapq.heappush(expiry, (need[v], v.uid, v))
+        self.state_updates(owners)
 
-    def reads_overlap(self, v: Tensor, u: Tensor, views: dict[Tensor, Tensor],
-                      operands: tuple[Tensor, ...] | None = None) -> bool:
-        """True when one of ``operands`` (default: all of ``v``'s) reads ``u``'s bytes
-        and its window (taken as its byte extent) meets the bytes ``v`` writes."""
-        pv = self.P[v]
-        lo, hi = pv.offset, pv.offset + v.nbytes
-        for o in v.inputs if operands is None else operands:
-            r = o
-            while r in views:
-                r = views[r]
-            if r is u:
-                po = self.P[o]
-                olo, ohi = _span(o.shape, self.strides_of(o), o.itemsize)
-                if ohi > olo and po.offset + olo < hi and lo < po.offset + ohi:
-                    return True
+    def root(self, t: Tensor) -> Tensor:
+        """The value whose bytes ``t`` reads: ``t``, or the source its views lead to."""
+        while t in self.views:
+            t = self.views[t]
+        return t
+
+    def judge_write(self, u: Tensor, v: Tensor, d: int, reads: dict[Tensor, list[Read]],
+                    lo: int, hi: int) -> bool:
+        """Report (and return True) when writing ``v`` at step ``d`` over bytes
+        ``lo..hi`` breaks a read of ``u``, written before."""
+        if d < 0:  # two leaves, both written before the run in an order the plan omits
+            ulo, uhi = self.P[u].offset, self.P[u].offset + u.nbytes
+            if any(self.meets(o, lo, hi) for _, _, o in reads[u]) or any(
+                    self.meets(o, ulo, uhi) for _, _, o in reads[v]):
+                self.add("overlap", u, v, None, "give them disjoint bytes",
+                         f"{label(u)} and {label(v)} are both written before the run, and "
+                         f"one is read where the other lies")
+                return True
+            return False
+        hits = sorted((r for r in reads[u] if r[0] >= d and self.meets(r[2], lo, hi)),
+                      key=lambda r: (r[0], WHY_ORDER.index(r[1])))
+        if not hits:
+            return False
+        if hits[-1][0] > d:
+            self.add(*self.clobber(u, v, d, next(r for r in hits if r[0] > d)))
+            return True
+        if not self.exact_inplace(v, u, lo, hi):
+            self.add("bad-inplace", u, v, d,
+                     f"give {label(v)} bytes of its own, or make it an exact in-place write "
+                     f"into operand 0 with an op that allows it",
+                     f"{label(v)} overwrites its operand {label(u)} while reading it")
+            return True
+        if u.op == "input":
+            self.add("input-written", u, v, d,
+                     f"inputs belong to the caller: drop inplace=True on {label(v)} or "
+                     f"g.copy() the input first",
+                     f"{label(v)} is written in place over input {u.name!r}")
+            return True
         return False
 
-    def exact_inplace(self, v: Tensor, u: Tensor, views: dict[Tensor, Tensor]) -> bool:
+    def meets(self, o: Tensor, lo: int, hi: int) -> bool:
+        """True when a byte of ``o``'s window (its elements at its placement) lies in
+        ``lo..hi``: exact, also for strided windows with gaps."""
+        p = self.P[o]
+        strides = self.strides_of(o)
+        a, b = _span(o.shape, strides, o.itemsize)
+        if b <= a or p.offset + a >= hi or p.offset + b <= lo:
+            return False
+        if _compact(o.shape, strides):
+            return True
+        starts = self.starts.get(o)
+        if starts is None:
+            starts = p.offset + np.zeros((), np.int64)
+            for dim, stride in zip(o.shape, strides, strict=True):
+                starts = starts[..., None] + np.arange(dim, dtype=np.int64) * (
+                    stride * o.itemsize)
+            starts = self.starts[o] = starts.ravel()
+        return bool(np.any((starts < hi) & (starts + o.itemsize > lo)))
+
+    def exact_inplace(self, v: Tensor, u: Tensor, lo: int, hi: int) -> bool:
         """True when ``v`` may overwrite ``u`` while reading it: an op that allows in-place
         writes reads ``u`` as operand 0 through a window with exactly ``v``'s bytes, and
         any other operand that reads those bytes is an elementwise operand with exactly
@@ -429,14 +501,11 @@ class _Check:
         if op is None or not op.inplace or not v.inputs:
             return False
         a = v.inputs[0]
-        r = a
-        while r in views:
-            r = views[r]
-        if r is not u or not self.same_window(a, v):
+        if self.root(a) is not u or not self.same_window(a, v):
             return False
-        others = tuple(o for o in v.inputs[1:]
-                       if not (op.kind == "elementwise" and self.same_window(o, v)))
-        return not self.reads_overlap(v, u, views, others)
+        return not any(self.root(o) is u and self.meets(o, lo, hi)
+                       and not (op.kind == "elementwise" and self.same_window(o, v))
+                       for o in v.inputs[1:])
 
     def same_window(self, o: Tensor, v: Tensor) -> bool:
         """True when operand ``o`` is read from exactly the bytes ``v`` is written to, in
@@ -446,48 +515,62 @@ class _Check:
                 and (po.region, po.offset) == (pv.region, pv.offset)
                 and _same_layout(v.shape, self.strides_of(o), contiguous_strides(v.shape)))
 
-    def clobber(self, u: Tensor, v: Tensor, d: int, need: dict[Tensor, int],
-                last_read: dict[Tensor, int], outputs: set[Tensor], taps: set[Tensor],
-                assigned: dict[Tensor, Tensor], n: int
+    def clobber(self, u: Tensor, v: Tensor, d: int, hit: Read
                 ) -> tuple[Kind, Tensor, Tensor, int, str, str]:
-        """The violation for ``v`` (defined at ``d``) overwriting ``u``, still needed."""
+        """The violation for ``v`` (written at ``d``) overwriting bytes of ``u`` that
+        ``hit`` (step, why, tensor read) still reads."""
         lu, lv = label(u), label(v)
-        if u.op == "param":
+        step, why, o = hit
+        if why == "param":
             return ("param-written", u, v, d, f"params are read-only: give {lv} other bytes",
                     f"{lv} is written over param {u.name!r}")
-        if last_read[u] == d and need[u] <= d:
-            return ("bad-inplace", u, v, d,
-                    f"give {lv} bytes of its own, or make it an exact in-place write into "
-                    f"operand 0 with an op that allows it",
-                    f"{lv} overwrites its operand {lu} while reading it")
-        if last_read[u] > d:
+        if why == "op":
+            through = "" if o is u else f" through {label(o)}"
             if u.op == "state":
                 return ("clobbered-read", u, v, d,
                         f"update state {u.name!r} only after its last reader",
-                        f"the old value of state {u.name!r} is still read at step "
-                        f"{last_read[u]}")
+                        f"the old value of state {u.name!r} is still read{through} at step "
+                        f"{step}")
             return ("clobbered-read", u, v, d,
                     f"give {lv} other bytes, or run it after {lu}'s last reader",
-                    f"{lu} is still read at step {last_read[u]}")
-        if u in outputs:
+                    f"{lu} is still read{through} at step {step}")
+        if why == "output":
             return ("output-clobbered", u, v, d,
                     f"outputs live to the end of the run: give {lv} bytes of its own",
-                    f"output {lu} is read {AFTER_RUN}")
-        if u in taps:
+                    f"output {label(o)} is read {AFTER_RUN}")
+        if why == "tap":
             return ("unmarked-tap", u, v, d,
-                    f'mark {lu} as an output, g.set_output(t, "{u.name or "name"}"), so its '
-                    f"buffer lives to the end (or compile with taps='protect')",
-                    f"{lu} is read {AFTER_RUN} but is not an output")
-        if u in assigned:
-            s = assigned[u]
+                    f'mark {label(o)} as an output, g.set_output(t, "{o.name or "name"}"), '
+                    f"so its buffer lives to the end (or compile with taps='protect')",
+                    f"{label(o)} is read {AFTER_RUN} but is not an output")
+        if why == "assigned":
+            s = self.assigned[o]
             return ("clobbered-read", u, v, d,
-                    f"keep {lu} live to the end of the run, or compute it in place into "
-                    f"state {s.name!r}",
-                    f"{lu} is the new value of state {s.name!r}, read {AFTER_RUN}")
+                    f"keep {label(o)} live to the end of the run, or compute it in place "
+                    f"into state {s.name!r}",
+                    f"{label(o)} is the new value of state {s.name!r}, read {AFTER_RUN}")
         return ("state-misassigned", u, v, d,
                 f"give {lv} bytes outside state {u.name!r}: a state that is not assigned "
                 f"keeps its value to the next run",
                 f"state {u.name!r} would hold {lv} {AFTER_RUN}")
+
+    def state_updates(self, owners: list[Tensor]) -> None:
+        """After the run every assigned state takes its new value: no two states may
+        share a byte when one of them is written then (unassigned ones already may not)."""
+        states = sorted((t for t in owners if t.op == "state" and t.nbytes),
+                        key=lambda t: (self.P[t].region, self.P[t].offset))
+        for k, a in enumerate(states):
+            pa = self.P[a]
+            for b in states[k + 1:]:
+                pb = self.P[b]
+                if pb.region != pa.region or pb.offset >= pa.offset + a.nbytes:
+                    break
+                if a in self.g.assigns or b in self.g.assigns:
+                    written = a if a in self.g.assigns else b
+                    self.add("state-misassigned", b if written is a else a, written, None,
+                             "give every state bytes of its own",
+                             f"states {a.name!r} and {b.name!r} share bytes, and the new "
+                             f"value of {written.name!r} is written there {AFTER_RUN}")
 
 
 def check_aliasing(g: Graph, plan: MemoryPlan, reads: ReadsArg = None) -> list[Violation]:
@@ -499,8 +582,9 @@ def check_aliasing(g: Graph, plan: MemoryPlan, reads: ReadsArg = None) -> list[V
     """
     c = _Check(g, plan, reads)
     if c.provenance():
-        views = c.layout()
-        c.liveness(views)
+        views, readable = c.layout()
+        if readable:
+            c.liveness(views)
     return c.found
 
 

@@ -1,8 +1,9 @@
 """Cost model: FLOPs and bytes moved per node and in total.
 
-A model, not a measurement: a multiply-add counts 2 FLOPs, a transcendental a few
-(``ELEMENT_FLOPS``), views cost nothing, and every other node reads its operands once and
-writes its result once.
+A model, not a measurement, priced by each op's :class:`graphc.ops.Cost` in the op table:
+a multiply-add counts 2 FLOPs, a transcendental a few, views (and leaves) cost nothing, and
+every other node reads its operands once and writes its result once unless its op says
+otherwise (a gather reads only the rows it takes).
 """
 
 from __future__ import annotations
@@ -11,14 +12,8 @@ import math
 from dataclasses import dataclass, field
 
 from graphc.graph import Graph
+from graphc.ops import get_op
 from graphc.tensor import Tensor
-
-ELEMENT_FLOPS: dict[str, int] = {
-    "add": 1, "sub": 1, "mul": 1, "div": 1, "maximum": 1, "neg": 1, "relu": 1, "scale": 1,
-    "exp": 4, "log": 4, "sqrt": 4, "rsqrt": 4, "tanh": 6, "sigmoid": 6, "silu": 7, "gelu": 10,
-    "cast": 0, "copy": 0, "rms_norm": 4, "layer_norm": 7, "softmax": 6, "rope": 6,
-}
-VIEW_OPS = frozenset({"reshape", "transpose", "slice"})
 
 
 @dataclass(frozen=True)
@@ -64,35 +59,18 @@ class CostReport:
 
 
 def node_flops(t: Tensor) -> int:
-    """Modelled FLOPs of one node."""
-    op = t.op
-    if t.is_leaf or op in VIEW_OPS:
+    """Modelled FLOPs of one node (leaves: 0); its op's cost rule decides."""
+    if t.is_leaf:
         return 0
-    if op == "matmul":
-        a = t.inputs[0]
-        return 2 * t.size * a.shape[-1]
-    if op == "attention":
-        q, k, v, _ = t.inputs
-        tq, h, d = q.shape
-        tk, dv = k.shape[0], v.shape[2]
-        return 2 * tq * h * tk * (d + dv) + 6 * tq * h * tk
-    if op in ("sum", "mean", "max", "argmax"):
-        return t.inputs[0].size
-    return ELEMENT_FLOPS.get(op, 0) * t.size
+    return get_op(t.op).cost.flops(t)
 
 
 def node_bytes(t: Tensor) -> tuple[int, int]:
-    """Modelled (bytes read, bytes written) of one node."""
-    if t.is_leaf or t.op in VIEW_OPS:
+    """Modelled (bytes read, bytes written) of one node (leaves: nothing); its op's cost
+    rule decides."""
+    if t.is_leaf:
         return 0, 0
-    if t.op == "get_rows":
-        return t.nbytes + t.inputs[1].nbytes, t.nbytes
-    if t.op == "set_rows":
-        dst, idx, src = t.inputs
-        if t.inplace:
-            return idx.nbytes + src.nbytes, src.nbytes
-        return dst.nbytes + idx.nbytes + src.nbytes, t.nbytes
-    return sum(i.nbytes for i in t.inputs), t.nbytes
+    return get_op(t.op).cost.moved(t)
 
 
 def cost(g: Graph) -> CostReport:

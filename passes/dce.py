@@ -33,17 +33,21 @@ def _keep_live(g: Graph, outputs: dict[str, Tensor]) -> Graph:
     return rb.finish(outputs=outputs)
 
 
-def dead_outputs(g: Graph, reads: ReadsArg, taps: Literal["error", "protect"] = "error"
-                 ) -> Graph:
-    """Unmark every output ``reads`` does not name, then remove what only they needed.
+def dead_outputs(g: Graph, reads: ReadsArg = None,
+                 taps: Literal["error", "protect"] = "error") -> Graph:
+    """Unmark every output ``reads`` does not name, record in the IR the rows read of
+    each output it names, then remove what only the unmarked outputs needed.
 
-    ``reads`` as in :func:`graphc.compile`. Reading a tensor that is not an output is a
-    GraphError telling to mark it, unless ``taps="protect"``, which marks it (``g`` itself
-    gains the output). Row selections are kept for row pruning; this pass keeps whole
-    outputs.
+    ``reads`` as in :func:`graphc.compile` (None: what the IR already says). Reading a
+    tensor that is not an output is a GraphError telling to mark it, unless
+    ``taps="protect"``, which marks it in the result (never in ``g``). The rows stay
+    selections on whole outputs; ``prune-rows`` then computes only those rows.
     """
     g, rd = normalize_reads(g, reads, taps)
-    return _keep_live(g, {name: t for name, t in g.outputs.items() if name in rd})
+    out = _keep_live(g, {name: t for name, t in g.outputs.items() if name in rd})
+    for name, sel in rd.rows.items():
+        out.set_output_rows(name, None if sel == "all" else sel)
+    return out
 
 
 function_pass("dce", "remove nodes that no output and no state update depends on")(dce)
@@ -54,13 +58,14 @@ function_pass("dce", "remove nodes that no output and no state update depends on
 class DeadOutputs(Pass):
     """Dead-output elimination driven by what the caller reads.
 
-    ``reads``: e.g. ``logits[-1]+h_pre_norm`` (``+`` between reads). ``taps``: ``error``
-    or ``protect``.
+    ``reads``: e.g. ``logits[-1]+h_pre_norm`` (``+`` between reads), recorded in the IR;
+    empty: the reads the IR already holds. ``taps``: ``error`` or ``protect``.
     """
 
     name = "dead-outputs"
-    summary = "unmark outputs the caller does not read, and remove what only they needed"
-    reads: str
+    summary = "unmark outputs the caller does not read, record the rows read, and remove " \
+              "what only the unmarked outputs needed"
+    reads: str = ""
     taps: str = "error"
 
     def run(self, g: Graph) -> Graph:
@@ -68,4 +73,4 @@ class DeadOutputs(Pass):
             from graphc.errors import GraphError
 
             raise GraphError(f"taps must be error or protect, got {self.taps!r}")
-        return dead_outputs(g, self.reads, self.taps)  # type: ignore[arg-type]
+        return dead_outputs(g, self.reads or None, self.taps)  # type: ignore[arg-type]

@@ -110,7 +110,7 @@ def fingerprint(g: Graph) -> str:
         operands = ",".join(names[i] for i in t.inputs)
         h.update(f"|{names[t]}={t.op}({operands}){{{attrs}}}:{t.dtype}{t.shape}".encode())
     for name, t in g._outputs.items():
-        h.update(f"|out {name!r}={names[t]}".encode())
+        h.update(f"|out {name!r}={names[t]} rows {g.output_rows(name)}".encode())
     for s, v in g._assigns.items():
         h.update(f"|assign {names[s]}={names[v]}".encode())
     return h.hexdigest()
@@ -152,6 +152,9 @@ def external_reads(g: Graph, reads: ReadsArg) -> set[Tensor]:
     out: set[Tensor] = set()
     for k in keys:
         if isinstance(k, Tensor):
+            if k.graph is not g:
+                raise GraphError(f"read {k!r} is a tensor of another graph @{k.graph.name}",
+                                 fix="name tensors of the graph being planned")
             out.add(k)
         elif k in g._outputs:
             out.add(g._outputs[k])
@@ -217,7 +220,7 @@ def _views(order: Sequence[Tensor]) -> tuple[dict[Tensor, Tensor], dict[Tensor, 
     view_src: dict[Tensor, Tensor] = {}
     layout: dict[Tensor, Layout] = {}
     for t in order:
-        if t.op in OP_TABLE and OP_TABLE[t.op].view is not None:
+        if t.op in OP_TABLE and OP_TABLE[t.op].is_view:
             src = t.inputs[0]
             src_off, src_strides = layout.get(src, (0, contiguous_strides(src.shape)))
             got = view_layout(t.op, src.shape, src_strides, t.attrs)
@@ -266,8 +269,11 @@ def _buffers(
                 join = True
             elif inplace and u not in view_src and (u.shape, u.dtype) == (t.shape, t.dtype):
                 ub = root[u]
-                others_alias = any(root.get(root_value(o)) is ub and o is not u
-                                   for o in t.inputs[1:])
+                # another operand reading these bytes: only an elementwise op may read
+                # operand 0 itself a second time (add(u, u) in place is fine)
+                elementwise = OP_TABLE[t.op].kind == "elementwise"
+                others_alias = any(root.get(root_value(o)) is ub
+                                   and not (o is u and elementwise) for o in t.inputs[1:])
                 if ub.region == "state":
                     # a state updated in place: only by the value assigned to it
                     join = (assigned.get(t) is not None and ub.members[0] is assigned[t]

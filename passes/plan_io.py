@@ -125,6 +125,10 @@ def plan_from_json(text: str, g: Graph, source: str = "<plan>") -> MemoryPlan:
     placements = {}
     for name, p in model.placements.items():
         t = tensor(name, "placements")
+        if p.strides is not None and len(p.strides) != t.ndim:
+            raise GraphError(f"{source}: %{name} has {len(p.strides)} strides, but its type "
+                             f"{t.type_str} has {t.ndim} axes",
+                             fix="give one stride per axis, or leave strides out (dense)")
         placements[t] = Placement(
             p.region, p.offset, p.nbytes,
             view_of=None if p.view_of is None else tensor(p.view_of, f"%{name}.view_of"),

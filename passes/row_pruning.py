@@ -12,100 +12,39 @@ exactly S, so pruning never computes anything twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 from graphc.passes.base import Pass, register_pass
 from graphc.passes.rewrite import Rebuilder
 
 from graphc.graph import Graph
+from graphc.ops import OP_TABLE, Mode
 from graphc.reads import Reads, ReadsArg, normalize_reads
 from graphc.tensor import Tensor
 
-Mode = Literal["rows", "all"]
-# For a node whose rows S are wanted: for each operand, "rows" (take the operand's rows
-# S) or "all" (the operand is needed whole); None when the node mixes rows.
-RowRule = Callable[[Tensor], list[Mode] | None]
+# For a node whose rows S are wanted, its op's row rule (``OpDef.rows``, see graphc.ops)
+# says for each operand "rows" (take the operand's rows S) or "all" (the operand is needed
+# whole), or None when the node mixes rows; ops with ``rows=None`` (set_rows, full, const)
+# have no rule: their rows are selected after the fact.
 
 FULL = None  # a request for the whole tensor
 
 
-def _elementwise(t: Tensor) -> list[Mode] | None:
-    if t.ndim == 0:
-        return None
-    modes: list[Mode] = []
-    for o in t.inputs:
-        if o.ndim == t.ndim and o.shape[0] == t.shape[0]:
-            modes.append("rows")
-        else:  # broadcast along axis 0 (lower rank, or a leading 1)
-            modes.append("all")
-    return modes
-
-
-def _last_axis(t: Tensor) -> list[Mode] | None:
-    return ["rows"] if t.ndim >= 2 else None  # normalizes each row along the last axis
-
-
-def _off_axis0(t: Tensor) -> list[Mode] | None:
-    return ["rows"] * len(t.inputs) if t.ndim >= 1 and t.attrs["axis"] != 0 else None
-
-
-def _reduction(t: Tensor) -> list[Mode] | None:
-    return ["rows"] if t.attrs["axis"] != 0 and t.ndim >= 1 else None
-
-
-def _matmul(t: Tensor) -> list[Mode] | None:
-    a, b = t.inputs
-    if b.ndim == 2:  # per-row product by a weight: row i of a @ b needs row i of a
-        return ["rows", "all"]
-    modes: list[Mode] = []
-    for o in (a, b):  # batched: axis 0 is a batch axis of one or both operands
-        if o.ndim == t.ndim and o.shape[0] == t.shape[0]:
-            modes.append("rows")
-        elif o.ndim < t.ndim or o.shape[0] == 1:
-            modes.append("all")
-        else:
-            return None
-    return modes
-
-
-def _reshape(t: Tensor) -> list[Mode] | None:
-    x = t.inputs[0]
-    return ["rows"] if t.ndim >= 1 and x.ndim >= 1 and x.shape[0] == t.shape[0] else None
-
-
-ROW_RULES: dict[str, RowRule] = {
-    **{op: _elementwise for op in ("add", "sub", "mul", "div", "maximum")},
-    **{op: _elementwise for op in ("neg", "exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid",
-                                   "relu", "gelu", "silu", "copy", "scale", "cast")},
-    "rms_norm": _last_axis,
-    "layer_norm": _last_axis,
-    "softmax": _off_axis0,
-    "rope": lambda t: ["rows", "rows"],  # token i rotated by position i
-    "attention": lambda t: ["rows", "all", "all", "rows"],  # queries and their positions
-    "get_rows": lambda t: ["all", "rows"],  # (x[idx])[S] == x[idx[S]]
-    "matmul": _matmul,
-    "reshape": _reshape,
-    "transpose": lambda t: ["rows"] if t.attrs["perm"][0] == 0 else None,
-    "slice": _off_axis0,
-    "concat": _off_axis0,
-    "sum": _reduction,
-    "mean": _reduction,
-    "max": _reduction,
-    "argmax": _reduction,
-    # set_rows, full and const have no rule: their rows are selected after the fact
-}
-
-
-def prune_rows(g: Graph, reads: ReadsArg) -> tuple[Graph, Reads]:
+def prune_rows(g: Graph, reads: ReadsArg = None) -> Graph:
     """Rewrite ``g`` so outputs read by rows compute only those rows.
 
-    Returns the new graph and the new reads: a pruned output holds exactly the rows read,
-    in the order asked, so its read becomes ``"all"``. Outputs read whole, outputs not
-    read, and state updates are untouched. Nodes no longer needed are dropped.
+    The rows read are the IR's (``g.set_output(t, name, rows=...)``); ``reads`` first
+    records rows for the outputs it names, as ``dead-outputs`` does, without unmarking
+    the others. In the result a pruned output holds exactly the rows read, in the order
+    read, and is read whole. Outputs read whole and state updates are untouched. Nodes
+    no longer needed are dropped.
     """
-    g, rd = normalize_reads(g, reads)
+    if reads is not None:
+        g, given = normalize_reads(g, reads)
+        g = g.clone()
+        for name, sel in given.rows.items():
+            g.set_output_rows(name, None if sel == "all" else sel)
+    rd = Reads.of_graph(g)
     outputs = g.outputs
     requests: dict[Tensor, list[tuple[int, ...] | None]] = {t: [] for t in g.nodes}
     for name, t in outputs.items():
@@ -126,7 +65,8 @@ def prune_rows(g: Graph, reads: ReadsArg) -> tuple[Graph, Reads]:
         first = reqs[0]
         rows = first if first is not FULL and all(r == first for r in reqs) else FULL
         mode[t] = rows
-        rule = ROW_RULES.get(t.op)
+        op = OP_TABLE.get(t.op)  # leaves are not ops: they have no rule
+        rule = op.rows if op is not None else None
         modes = rule(t) if (rows is not FULL and rule is not None) else None
         rowwise[t] = modes
         for j, o in enumerate(t.inputs):
@@ -171,29 +111,26 @@ def prune_rows(g: Graph, reads: ReadsArg) -> tuple[Graph, Reads]:
         if t in full:
             rb.map[t] = full[t]
 
-    new_rows: dict[str, object] = {}
-    for name, t in outputs.items():
-        sel = rd.rows.get(name, "all")
+    for name, t in outputs.items():  # every output of the result is read whole
+        sel = rd.rows[name]
         if sel == "all" or list(sel) == list(range(t.shape[0])):
             rb.dst.set_output(full[t], name)
         else:
             rb.dst.set_output(rows_of(t, tuple(sel)), name)
-        if name in rd.rows:
-            new_rows[name] = "all"
     for s, v in g.assigns.items():
         rb.dst.assign(rb.map[s], full[v])
-    out = rb.dst
-    return out, Reads({n: "all" for n in new_rows})  # type: ignore[misc]
+    return rb.dst
 
 
 @register_pass
 @dataclass
 class PruneRows(Pass):
-    """Compute only the rows read (``reads=logits[-1]``); see :func:`prune_rows`."""
+    """Compute only the rows the IR says are read; ``reads=logits[-1]`` first records
+    those rows (see :func:`prune_rows`)."""
 
     name = "prune-rows"
     summary = "move row selections up through row-wise ops so only read rows are computed"
-    reads: str
+    reads: str = ""
 
     def run(self, g: Graph) -> Graph:
-        return prune_rows(g, self.reads)[0]
+        return prune_rows(g, self.reads or None)

@@ -26,7 +26,7 @@ SCHEDULES = ("input", "breadth-first", "memory")
 
 def _is_view(t: Tensor) -> bool:
     op = OP_TABLE.get(t.op)
-    return op is not None and op.view is not None
+    return op is not None and op.is_view
 
 
 class _Sim:

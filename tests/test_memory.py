@@ -284,6 +284,13 @@ def _bad_order() -> Case:
     return g, dataclasses.replace(plan, order=list(reversed(plan.order))), None
 
 
+def _order_mismatch() -> Case:
+    g, n = _simple()
+    dead = g.neg(n["x"], name="dead")  # nobody reads it: leaving it out of the order is harmless
+    plan = plan_memory(g)
+    return g, dataclasses.replace(plan, order=[t for t in plan.order if t is not dead]), None
+
+
 def _missing_placement() -> Case:
     g, n = _simple()
     plan = plan_memory(g)
@@ -348,6 +355,7 @@ KIND_CASES: dict[str, Callable[[], Case]] = {
     "input-written": _input_written, "state-misassigned": _state_misassigned,
     "stale-plan": _stale_plan, "bad-order": _bad_order,
     "missing-placement": _missing_placement, "out-of-bounds": _out_of_bounds,
+    "order-mismatch": _order_mismatch,
     "bad-view": _bad_view, "bad-inplace": _bad_inplace, "bad-region": _bad_region,
     "bad-layout": _bad_layout, "bad-label": _bad_label, "misaligned": _misaligned,
 }

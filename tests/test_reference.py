@@ -55,7 +55,8 @@ def test_reading_a_non_output_is_refused_unless_protected() -> None:
     assert "%2 = rms_norm(%h)" in str(info.value)
     exe = gc.compile(g, params=params, reads={norm: "all"}, taps="protect")
     assert exe.run(feeds)["tap"].shape == (8, 16)
-    assert g.outputs["tap"] is norm
+    assert "tap" not in g.outputs, "taps='protect' marks a copy, never the caller's graph"
+    assert exe.graph is not g and exe.graph.outputs["tap"].op == "rms_norm"
     with pytest.raises(gc.GraphError, match="is not an output of @toy"):
         gc.compile(g, params=params, reads={"nope": "all"})
     with pytest.raises(gc.GraphError, match="out of range: it has 8 rows"):

@@ -72,7 +72,7 @@ def check_example(g: Any, reads: dict[Any, object], seed: int, pipeline: str,
     import numpy as np
 
     import graphc as gc
-    from graphc.passes import PassManager, optimize_for_reads, plan_memory
+    from graphc.passes import plan_memory
     from graphc.passes.memory import STRATEGIES
     from graphc.reads import normalize_reads
     from graphc.testing.data import random_feeds
@@ -86,16 +86,10 @@ def check_example(g: Any, reads: dict[Any, object], seed: int, pipeline: str,
     truth = reference_runs(g, feeds, runs)
     forced = any(t.inplace for t in g.nodes)
     # 1. the pipeline on every backend, two runs, outputs and states
-    if pipeline == "default":
-        after, rd_after = optimize_for_reads(g, reads)
-        after_reads: Any = dict(rd_after.rows)
-    else:
-        after = PassManager(pipeline).run(g)
-        after_reads = {n: list(s) if s != "all" else "all" for n, s in rd.rows.items()}
     for backend in backends:
         try:
-            exe = gc.compile(after, params=params, states=states, reads=after_reads,
-                             backend=backend, pipeline="none")
+            exe = gc.compile(g, params=params, states=states, reads=reads, backend=backend,
+                             pipeline=pipeline)
         except gc.AliasError:
             if forced:
                 continue  # a forced inplace=True the checker rightly refused

@@ -22,54 +22,54 @@ strategy and order; ``mutate_plan`` is :func:`graphc.testing.mutations.mutate_pl
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
 
 from graphc.graph import Graph
+from graphc.ops import OP_TABLE
 from graphc.tensor import Tensor
 from graphc.testing.data import index_bounds, random_array
 
-UNARY = ("neg", "relu", "tanh", "sigmoid", "silu", "gelu")
-BINARY = ("add", "sub", "mul", "maximum")
-ROWWISE = ("rms_norm", "layer_norm", "softmax")
-REDUCE = ("sum", "mean", "max")
-VIEWS = ("transpose", "reshape", "slice")
-TRANSCENDENTAL = ("exp", "log", "sqrt", "rsqrt")
 DEFAULT_FAMILIES = ("unary", "binary", "scale", "rowwise", "matmul", "reduce", "view",
                     "concat", "get_rows", "set_rows")
 """The families drawn by default: the exp/log/div-free set earlier tests were written for."""
 
 ALL_FAMILIES = (*DEFAULT_FAMILIES, "transcendental", "div", "cast", "argmax", "const", "copy",
                 "rope", "attention")
-"""Every family ``graphs()`` knows; together they draw every non-leaf op of the op table."""
+"""Every family ``graphs()`` knows (one ``_Builder`` method each); every non-leaf op of the
+op table names one of them as its ``OpDef.family``."""
 
-_POSITIVE = frozenset({"exp", "sigmoid", "add", "full"})
-"""Ops used to build the positive operands of log, sqrt, rsqrt and div."""
 
-FAMILY_OPS: dict[str, frozenset[str]] = {
-    "unary": frozenset(UNARY),
-    "binary": frozenset({*BINARY, "slice"}),
-    "scale": frozenset({"scale"}),
-    "rowwise": frozenset(ROWWISE),
-    "matmul": frozenset({"matmul"}),
-    "reduce": frozenset(REDUCE),
-    "view": frozenset(VIEWS),
-    "concat": frozenset({"concat"}),
-    "get_rows": frozenset({"get_rows"}),
-    "set_rows": frozenset({"set_rows"}),
-    "transcendental": frozenset({*TRANSCENDENTAL, *_POSITIVE}),
-    "div": frozenset({"div", *_POSITIVE}),
-    "cast": frozenset({"cast"}),
-    "argmax": frozenset({"argmax"}),
-    "const": frozenset({"full", "const", *BINARY}),
-    "copy": frozenset({"copy"}),
-    "rope": frozenset({"rope", "reshape"}),
-    "attention": frozenset({"attention"}),
-}
-"""Family name -> the ops a step of that family may add to the graph."""
+def family_ops(family: str) -> tuple[str, ...]:
+    """The ops whose ``OpDef.family`` is ``family``, in op-table order (the order a family
+    draws them in). Read from the op table on every call, so a newly registered op is drawn
+    by its family without other edits."""
+    return tuple(n for n, o in OP_TABLE.items() if o.family == family)
+
+
+class _FamilyOps(Mapping[str, frozenset[str]]):
+    """Family name -> the ops whose ``OpDef`` names that family, read live from the op
+    table. A family's builder may add helper ops of other families too (``binary`` slices
+    a broadcast row, ``transcendental`` and ``div`` build positive operands with exp,
+    sigmoid, add and full, ``const`` combines with a binary op, ``rope`` may reshape)."""
+
+    def __getitem__(self, family: str) -> frozenset[str]:
+        if family not in ALL_FAMILIES:
+            raise KeyError(family)
+        return frozenset(family_ops(family))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(ALL_FAMILIES)
+
+    def __len__(self) -> int:
+        return len(ALL_FAMILIES)
+
+
+FAMILY_OPS: Mapping[str, frozenset[str]] = _FamilyOps()
+"""Family name -> the ops drawn by that family (those whose ``OpDef.family`` names it)."""
 
 STATE_PATTERNS = ("kv-write", "early", "swap", "derived")
 """What a state step does with ``states=True`` (see :func:`graphs`)."""
@@ -280,7 +280,8 @@ class _Builder:
     # ------------------------------------------------------------------ families
     def unary(self) -> Tensor:
         x = self.pick(self.floats())
-        return self.g.apply(self.draw(st.sampled_from(UNARY)), (x,), {"inplace": self.flag()})
+        op = self.draw(st.sampled_from(family_ops("unary")))
+        return self.g.apply(op, (x,), {"inplace": self.flag()})
 
     def binary(self) -> Tensor:
         a = self.pick(self.floats())
@@ -288,7 +289,8 @@ class _Builder:
         if self.draw(st.booleans()) and b.ndim >= 2:
             b = self.g.slice(b, 0, 0, 1)  # a broadcast partner: one row
         flag = b.shape == a.shape and self.flag()
-        return self.g.apply(self.draw(st.sampled_from(BINARY)), (a, b), {"inplace": flag})
+        op = self.draw(st.sampled_from(family_ops("binary")))
+        return self.g.apply(op, (a, b), {"inplace": flag})
 
     def scale(self) -> Tensor:
         s = self.draw(st.sampled_from([0.5, 1.0, 2.0, -1.0]))
@@ -296,7 +298,7 @@ class _Builder:
 
     def rowwise(self) -> Tensor:
         x = self.pick(self.floats(1))
-        op = self.draw(st.sampled_from(ROWWISE))
+        op = self.draw(st.sampled_from(family_ops("rowwise")))
         attrs: dict[str, Any] = {"inplace": self.flag()}
         if op == "softmax":
             attrs["axis"] = self.draw(st.sampled_from([-1, *range(x.ndim - 1)]))
@@ -309,7 +311,7 @@ class _Builder:
     def reduce(self) -> Tensor:
         x = self.pick(self.floats(1))
         axis = self.draw(st.integers(0, x.ndim - 1))
-        return self.g.apply(self.draw(st.sampled_from(REDUCE)), (x,),
+        return self.g.apply(self.draw(st.sampled_from(family_ops("reduce"))), (x,),
                             {"axis": axis, "keepdims": self.draw(st.booleans())})
 
     def argmax(self) -> Tensor:
@@ -318,7 +320,7 @@ class _Builder:
 
     def view_step(self, x: Tensor) -> Tensor:
         """One view of ``x``: a transpose (any permutation of its axes), a reshape or a slice."""
-        kind = self.draw(st.sampled_from(VIEWS))
+        kind = self.draw(st.sampled_from(family_ops("view")))
         if kind == "transpose" and x.ndim >= 2:
             perm = self.draw(st.permutations(list(range(x.ndim))))
             return self.g.transpose(x, perm)
@@ -384,7 +386,7 @@ class _Builder:
         return self.g.add(self.g.sigmoid(x), self.g.full(x.shape, 1.0))
 
     def transcendental(self) -> Tensor:
-        op = self.draw(st.sampled_from(TRANSCENDENTAL))
+        op = self.draw(st.sampled_from(family_ops("transcendental")))
         if op == "exp":
             return self.g.exp(self.pick(self.floats(0, EXP_MAX)), inplace=self.flag())
         y = self.positive(self.pick(self.floats()), POS_MIN)
@@ -414,7 +416,7 @@ class _Builder:
         if not self.draw(st.booleans()):
             return c
         self.sync()
-        return self.g.apply(self.draw(st.sampled_from(BINARY)), (x, c), {})
+        return self.g.apply(self.draw(st.sampled_from(family_ops("binary"))), (x, c), {})
 
     def copy(self) -> Tensor:
         return self.g.copy(self.pick(self.floats()))
