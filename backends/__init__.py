@@ -14,7 +14,7 @@ from graphc.errors import GraphError
 
 BACKENDS: dict[str, str] = {
     "reference": "graphc.backends.reference",
-    "arena": "graphc.backends.arena",
+    "arena": "graphc.backends.arena_backend",
     "jax": "graphc.backends.jax_backend",
 }
 

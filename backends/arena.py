@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 from graphc.backends.reference import evaluate_node
 from graphc.passes.memory import MemoryPlan
-from graphc.passes.prove import plan_and_prove
 
 from graphc.dtypes import to_numpy
 from graphc.errors import GraphError
@@ -79,21 +78,3 @@ class ArenaExecutable(Executable):
         for s, value in new_values.items():
             self.view(s)[...] = value  # a no-op copy when the update was planned in place
         return outputs, {s.name: value for s, value in new_values.items()}  # type: ignore[misc]
-
-
-def build(graph: Graph, params: Any, reads: Reads, states: Any = None, *,
-          plan: MemoryPlan | None = None, check: bool = True, strategy: str = "greedy-by-size",
-          schedule: str = "input", report: Any = None, sanitize: bool = False,
-          **options: Any) -> ArenaExecutable:
-    """Backend entry point: plan (unless ``plan`` is given), check unless ``check=False``,
-    and return the executable -- run under shadow memory when ``sanitize=True`` (a
-    :class:`graphc.backends.sanitizer.SanitizedArenaExecutable`)."""
-    if options:
-        raise GraphError(f"the arena backend takes no option {sorted(options)[0]!r}")
-    plan = plan_and_prove(graph, dict(reads.rows), plan=plan, schedule=schedule,
-                          strategy=strategy, check=check, report=report)
-    if sanitize:
-        from graphc.backends.sanitizer import SanitizedArenaExecutable
-
-        return SanitizedArenaExecutable(graph, params, reads, states, plan)
-    return ArenaExecutable(graph, params, reads, states, plan)

@@ -25,6 +25,7 @@ from graphc.passes.prove import plan_and_prove
 from jax.sharding import Mesh, NamedSharding, SingleDeviceSharding
 from jax.sharding import PartitionSpec as P
 
+from graphc.dtypes import to_numpy
 from graphc.errors import GraphError
 from graphc.executable import Executable
 from graphc.graph import Graph
@@ -41,8 +42,6 @@ def _spec(t: Tensor, sharding: Any = None) -> jax.ShapeDtypeStruct:
 
 
 def _np(dtype: str) -> Any:
-    from graphc.dtypes import to_numpy
-
     return to_numpy(dtype)
 
 

@@ -19,6 +19,7 @@ from graphc.dtypes import to_numpy
 from graphc.errors import GraphError
 from graphc.executable import Executable
 from graphc.graph import Graph
+from graphc.naming import describe
 from graphc.ops import RuleTable
 from graphc.tensor import Tensor
 
@@ -171,8 +172,6 @@ def evaluate_node(t: Tensor, operands: list[np.ndarray]) -> np.ndarray:
         with np.errstate(all="ignore"):
             value = rule(wide, t.attrs, t)
     except IndexError as e:
-        from graphc.text import describe
-
         raise GraphError(f"{t.op} failed at run time: {e}", node=t, ir_line=describe(t),
                          fix="check the index values fed to the graph") from None
     return np.asarray(value).astype(to_numpy(t.dtype), copy=False)

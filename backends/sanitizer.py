@@ -52,10 +52,10 @@ from graphc.passes.memory import MemoryPlan, Placement
 from graphc.errors import AliasError, GraphError
 from graphc.executable import Executable
 from graphc.graph import Graph
+from graphc.naming import label
 from graphc.ops import MAX_REGION_BYTES, OP_TABLE
 from graphc.reads import Reads, ReadsArg, parse_reads
 from graphc.tensor import Tensor
-from graphc.text import label
 
 NEVER = -1  # owner of a byte never written
 POISON = -2  # poison ids are POISON, POISON - 1, ...: each names the value that died

@@ -21,6 +21,9 @@ project exists for made a head trained on one read the other.
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -202,10 +205,6 @@ def save_weights(path: str, params: dict[str, np.ndarray], config: QwenConfig | 
     """Write named weights to ``.npz`` (with the config under ``__config__`` and free-form
     ``info`` under ``__info__``, as JSON bytes) or ``.safetensors`` (needs the
     ``safetensors`` package), atomically."""
-    import json
-    import os
-    import tempfile
-
     def blob(obj: object) -> np.ndarray:
         return np.frombuffer(json.dumps(obj).encode(), np.uint8)
 
@@ -236,8 +235,6 @@ def load_weights(path: str) -> tuple[dict[str, np.ndarray], QwenConfig | None]:
     Only arrays are read (``allow_pickle=False``): nothing in the file is executed.
     Raises GraphError naming the file for anything unreadable.
     """
-    import json
-
     try:
         if path.endswith(".safetensors"):
             try:
@@ -263,8 +260,6 @@ def load_weights(path: str) -> tuple[dict[str, np.ndarray], QwenConfig | None]:
 
 def load_info(path: str) -> dict[str, object]:
     """The ``__info__`` stored with an ``.npz`` checkpoint (empty when there is none)."""
-    import json
-
     with np.load(path, allow_pickle=False) as z:
         return json.loads(bytes(z["__info__"]).decode()) if "__info__" in z.files else {}
 

@@ -17,8 +17,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from graphc.examples.qwen import QwenConfig
+from graphc.examples.qwen import QwenConfig, build_main
 from graphc.examples.speculative import Runner, greedy_generate, speculative_generate
+
+import graphc as gc
 
 CASES = {
     "a": ("pre-norm head, reads pre-norm (as trained)", "mtp.", "pre_norm"),
@@ -62,7 +64,7 @@ def head_params(params: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndar
 
 def held_out_prompts(n: int = 8, length: int = 64, seed: int = 0) -> list[list[int]]:
     """``n`` prompts of ``length`` bytes from the held-out files, each starting at a line."""
-    from graphc.examples.train_tiny import corpus
+    from graphc.examples.train_tiny import corpus  # heavy: it imports JAX for training
 
     _, held, _, _ = corpus()
     starts = np.flatnonzero(held[:-length] == ord("\n")) + 1
@@ -77,10 +79,6 @@ def input_similarity(cfg: QwenConfig, params: dict[str, np.ndarray],
     case (a) and in case (b): the RMS-normalized pre-norm and post-norm hidden states. The
     head normalizes its input first, so the bug changes its input only through the final
     norm's weights; a value near 1 means the bug costs little for this model."""
-    from graphc.examples.qwen import build_main
-
-    import graphc as gc
-
     sims = []
     for p in prompts:
         g = build_main(cfg, len(p))

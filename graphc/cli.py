@@ -207,7 +207,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         save_plan(plan, g, args.output)
         print(f"wrote {args.output}")
     if args.png:
-        from graphc.passes.plot import plot_plan
+        from graphc.tools.plot import plot_plan
 
         plot_plan(g, plan, args.png, found)
         print(f"wrote {args.png}")
@@ -267,7 +267,7 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from graphc.demo import run_demo
+    from graphc.examples.demo import run_demo
 
     return run_demo(args)
 
@@ -346,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="the main job: dead outputs, memory plan, the MTP "
                        "aliasing bug, speculative decoding")
-    from graphc.demo import add_arguments
+    from graphc.examples.demo import add_arguments
 
     add_arguments(d)
     d.set_defaults(func=_cmd_demo)

@@ -9,32 +9,14 @@ from typing import Any, Literal
 from graphc.errors import GraphError
 from graphc.executable import Executable
 from graphc.graph import Graph
-from graphc.reads import Reads, ReadsArg, normalize_reads, parse_reads
+from graphc.reads import Reads, ReadsArg, normalize_reads
 from graphc.report import CompileReport
 from graphc.verifier import verify
 
 DEFAULT_PIPELINES = {"reference": "none", "arena": "none", "jax": "default"}
-OUTPUT_DRIVEN = "prune-rows,fold,cse,dce"
-"""What the default pipeline runs after ``dead-outputs`` has recorded the call's reads."""
-
-
-def pipeline_for(rd: Reads, pipeline: str) -> str:
-    """The pipeline text ``compile`` runs for reads ``rd``: ``"none"`` runs nothing;
-    ``"default"`` and any custom pipeline start with ``dead-outputs`` recording ``rd`` in
-    the IR, so every pass after it sees what the caller reads."""
-    if pipeline in ("none", ""):
-        return ""
-    text = rd.to_text()
-    if parse_reads(text) != {n: "all" if s == "all" else list(s) for n, s in rd.rows.items()}:
-        raise GraphError(f"the reads {dict(rd.rows)} cannot be written as pipeline text",
-                         fix="give outputs names of letters, digits, '_' and '.'")
-    head = f"dead-outputs{{reads={text}}}"
-    return f"{head},{OUTPUT_DRIVEN if pipeline == 'default' else pipeline}"
-
-
 def _optimize(g: Graph, rd: Reads, pipeline: str, report: CompileReport) -> tuple[Graph, Reads]:
     """Run ``pipeline`` for ``rd``; the reads that apply to the result come from its IR."""
-    from graphc.passes import PassManager, cost
+    from graphc.passes import PassManager, cost, pipeline_for
 
     report.nodes_before, report.flops_before = len(g), cost(g).flops
     t0 = time.perf_counter()

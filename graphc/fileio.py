@@ -8,6 +8,8 @@ from pathlib import Path
 
 from graphc.errors import GraphError
 from graphc.graph import Graph
+from graphc.jsonio import from_json
+from graphc.text import parse_text
 
 
 class FileReadError(GraphError):
@@ -40,9 +42,6 @@ def read_graph(path: str | os.PathLike[str]) -> Graph:
 
     Raises GraphError for an unreadable file or a bad graph, located in the file.
     """
-    from graphc.jsonio import from_json
-    from graphc.text import parse_text
-
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")

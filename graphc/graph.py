@@ -6,7 +6,8 @@ import os
 import re
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from types import MappingProxyType
+from typing import Any, overload
 
 from graphc.dtypes import DTYPES
 from graphc.errors import GraphError
@@ -34,6 +35,36 @@ def valid_name(name: str) -> bool:
     """True for names the text format prints bare: letters, digits, ``_`` and ``.``,
     not starting with a digit."""
     return bool(_NAME_RE.match(name))
+
+
+class _NodeView(Sequence[Tensor]):
+    """A read-only window onto a graph's node list (no copy)."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: list[Tensor]) -> None:
+        self._items = items
+
+    @overload
+    def __getitem__(self, i: int) -> Tensor: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[Tensor]: ...
+
+    def __getitem__(self, i: int | slice) -> Tensor | Sequence[Tensor]:
+        return self._items[i]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[Tensor]:
+        return iter(self._items)
+
+    def __reversed__(self) -> Iterator[Tensor]:
+        return reversed(self._items)
+
+    def __contains__(self, t: object) -> bool:
+        return isinstance(t, Tensor) and any(x is t for x in self._items)
 
 
 def check_rows(name: str, t: Tensor, rows: Sequence[int]) -> tuple[int, ...]:
@@ -81,6 +112,22 @@ class Graph:
     def nodes(self) -> list[Tensor]:
         """All nodes in topological order (a copy; the graph is changed through methods)."""
         return list(self._nodes)
+
+    @property
+    def node_view(self) -> Sequence[Tensor]:
+        """All nodes in topological order, read-only and without a copy: what passes
+        iterate over (it follows the graph as nodes are added)."""
+        return _NodeView(self._nodes)
+
+    @property
+    def output_view(self) -> Mapping[str, Tensor]:
+        """Marked outputs, read-only and without a copy."""
+        return MappingProxyType(self._outputs)
+
+    @property
+    def assign_view(self) -> Mapping[Tensor, Tensor]:
+        """State updates, read-only and without a copy."""
+        return MappingProxyType(self._assigns)
 
     @property
     def outputs(self) -> dict[str, Tensor]:

@@ -21,6 +21,7 @@ from graphc.errors import GraphError
 from graphc.graph import Graph
 from graphc.naming import ssa_names
 from graphc.tensor import LEAF_OPS, Tensor
+from graphc.verifier import verify
 
 SCHEMA_VERSION = 1
 
@@ -174,7 +175,5 @@ def from_model(model: GraphModel) -> Graph:
             raise GraphError(f"output {o.name!r}: {e.message}", fix=e.fix) from None
     for a in model.assigns:
         g.assign(ref(a.state, "assign"), ref(a.value, "assign"))
-    from graphc.verifier import verify
-
     verify(g)
     return g

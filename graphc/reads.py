@@ -14,6 +14,7 @@ from typing import Literal
 
 from graphc.errors import GraphError
 from graphc.graph import Graph, check_rows
+from graphc.naming import describe, label
 from graphc.tensor import Tensor
 
 RowSel = Literal["all"] | tuple[int, ...]
@@ -129,8 +130,6 @@ def normalize_reads(
                 outputs = g.outputs
                 by_tensor[key] = name
             else:
-                from graphc.text import describe, label
-
                 raise GraphError(
                     f"tensor {label(key)} ({key.op}) is read after the run but is not an "
                     f"output, so its buffer may be reused before you read it",

@@ -28,47 +28,16 @@ import networkx as nx
 from graphc.dtypes import DTYPES
 from graphc.errors import GraphError
 from graphc.graph import Graph, valid_name
-from graphc.naming import ssa_names
+from graphc.naming import node_lines, ssa_names
 from graphc.ops import OpError, check_shape
 from graphc.tensor import LEAF_OPS, Tensor
+from graphc.verifier import verify
 
 # ------------------------------------------------------------------------------ printing
 
 
-def format_literal(value: Any) -> str:
-    """Print an attribute value as a text-format literal."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(format_literal(v) for v in value) + "]"
-    raise TypeError(f"not a literal: {value!r}")
-
-
 def _graph_label(name: str) -> str:
     return name if valid_name(name) else json.dumps(name)
-
-
-def node_lines(g: Graph, names: dict[Tensor, str] | None = None) -> dict[Tensor, str]:
-    """The text-format line of every node (without indentation)."""
-    names = names or ssa_names(g)
-    lines: dict[Tensor, str] = {}
-    for t in g.nodes:
-        lhs = f"%{names[t]}"
-        if t.is_leaf:
-            lines[t] = f"{lhs} = {t.op} {json.dumps(t.name)} : {t.type_str}"
-            continue
-        args = ", ".join(f"%{names.get(i, '?')}" for i in t.inputs)
-        attrs = ""
-        if t.attrs:
-            attrs = " {" + ", ".join(f"{k} = {format_literal(v)}" for k, v in t.attrs.items()) + "}"
-        lines[t] = f"{lhs} = {t.op}({args}){attrs} : {t.type_str}"
-    return lines
 
 
 def to_text(g: Graph) -> str:
@@ -84,16 +53,6 @@ def to_text(g: Graph) -> str:
     out += [f"  assign %{names[s]}, %{names[v]}" for s, v in g.assigns.items()]
     out.append("}")
     return "\n".join(out) + "\n"
-
-
-def describe(t: Tensor) -> str:
-    """One line naming a node for error messages: its text-format line."""
-    return node_lines(t.graph).get(t, repr(t))
-
-
-def label(t: Tensor) -> str:
-    """The node's printed name, e.g. ``%2`` or ``%h``."""
-    return f"%{ssa_names(t.graph).get(t, t.name or '?')}"
 
 
 # ------------------------------------------------------------------------------ tokens
@@ -415,7 +374,5 @@ def parse_text(text: str, filename: str | None = None) -> Graph:
     if not isinstance(text, str):
         raise GraphError(f"parse_text needs a str, got {type(text).__name__}")
     g = _Parser(text, filename).parse()
-    from graphc.verifier import verify
-
     verify(g)
     return g

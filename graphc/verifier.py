@@ -7,6 +7,7 @@ import networkx as nx
 from graphc.dtypes import DTYPES
 from graphc.errors import GraphError
 from graphc.graph import Graph
+from graphc.naming import node_lines
 from graphc.ops import OP_TABLE, OpError, check_shape, contiguous_strides, infer, view_layout
 from graphc.tensor import Tensor
 
@@ -31,8 +32,6 @@ def problems(g: Graph) -> list[GraphError]:
     are unique; outputs are nodes of ``g``; ``assign`` targets states of matching type;
     ``inplace=True`` only on ops that allow it and whose result fits operand 0.
     """
-    from graphc.text import node_lines
-
     found: list[GraphError] = []
     printed: dict[Tensor, str] = {}
 

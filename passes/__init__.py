@@ -19,7 +19,7 @@ from graphc.passes.cost import CostReport, cost
 from graphc.passes.cse import cse
 from graphc.passes.dce import dce, dead_outputs
 from graphc.passes.fold import fold
-from graphc.passes.manager import PassError, PassManager, parse_pipeline
+from graphc.passes.manager import PassError, PassManager, parse_pipeline, pipeline_for
 from graphc.passes.memory import MemoryPlan, Placement, plan_memory
 from graphc.passes.plan_io import load_plan, save_plan
 from graphc.passes.rewrite import (
@@ -42,8 +42,6 @@ def optimize_for_reads(g: Graph, reads: ReadsArg = None) -> tuple[Graph, Reads]:
     """The output-driven pipeline for what this call reads (``dead-outputs`` recording
     the reads in the IR, then ``prune-rows``, ``fold``, ``cse``, ``dce``), run by the
     PassManager. Returns the graph and the reads that apply to it (from its IR)."""
-    from graphc.driver import pipeline_for
-
     g, rd = normalize_reads(g, reads)
     with gc_paused():
         out = PassManager(pipeline_for(rd, "default")).run(g)
@@ -77,6 +75,7 @@ __all__ = [
     "parse_pipeline",
     "pattern_pass",
     "peak_bytes",
+    "pipeline_for",
     "plan_memory",
     "prune_rows",
     "register_pass",

@@ -54,11 +54,12 @@ from typing import Literal
 import numpy as np
 from graphc.passes.memory import MemoryPlan, Placement, fingerprint
 
+from graphc.errors import AliasError, GraphError
 from graphc.graph import Graph
+from graphc.naming import label
 from graphc.ops import MAX_REGION_BYTES, OP_TABLE, contiguous_strides, view_layout
 from graphc.reads import ReadsArg, parse_reads
 from graphc.tensor import Tensor
-from graphc.text import label
 
 Kind = Literal["overlap", "clobbered-read", "unmarked-tap", "output-clobbered", "param-written",
                "input-written", "state-misassigned", "stale-plan", "bad-order",
@@ -121,8 +122,6 @@ def _caller_reads(g: Graph, reads: ReadsArg) -> set[Tensor]:
     for k in keys:
         if isinstance(k, Tensor):
             if k.graph is not g:
-                from graphc.errors import GraphError
-
                 raise GraphError(f"read {k!r} is a tensor of another graph @{k.graph.name}",
                                  fix="name tensors of the graph the plan is checked for")
             found.add(k)
@@ -131,8 +130,6 @@ def _caller_reads(g: Graph, reads: ReadsArg) -> set[Tensor]:
         elif k in named:
             found.add(named[k])
         else:
-            from graphc.errors import GraphError
-
             raise GraphError(f"read {k!r} is neither an output nor a named tensor of @{g.name}",
                              fix=f"outputs are {sorted(outputs)}")
     return found
@@ -590,8 +587,6 @@ def check_aliasing(g: Graph, plan: MemoryPlan, reads: ReadsArg = None) -> list[V
 
 def assert_safe(g: Graph, plan: MemoryPlan, reads: ReadsArg = None) -> None:
     """Raise :class:`graphc.AliasError` listing the violations unless the plan is safe."""
-    from graphc.errors import AliasError
-
     found = check_aliasing(g, plan, reads)
     if found:
         raise AliasError(found, f"memory plan for @{g.name} is not safe: {len(found)} "

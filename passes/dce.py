@@ -8,6 +8,7 @@ from typing import Literal
 from graphc.passes.base import Pass, function_pass, register_pass
 from graphc.passes.rewrite import Rebuilder, live_nodes
 
+from graphc.errors import GraphError
 from graphc.graph import Graph
 from graphc.reads import ReadsArg, normalize_reads
 from graphc.tensor import Tensor
@@ -70,7 +71,5 @@ class DeadOutputs(Pass):
 
     def run(self, g: Graph) -> Graph:
         if self.taps not in ("error", "protect"):
-            from graphc.errors import GraphError
-
             raise GraphError(f"taps must be error or protect, got {self.taps!r}")
         return dead_outputs(g, self.reads or None, self.taps)  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ from graphc.passes.rewrite import gc_paused
 
 from graphc.errors import GraphError
 from graphc.graph import Graph
+from graphc.reads import Reads, parse_reads
 from graphc.text import to_text
 from graphc.verifier import verify
 
@@ -167,3 +168,21 @@ class PassManager:
             lines.append(f"//   {s:9.4f}  {100 * s / total:5.1f}%  {name}")
         lines.append(f"//   {total:9.4f}  100.0%  total")
         return "\n".join(lines)
+
+
+OUTPUT_DRIVEN = "prune-rows,fold,cse,dce"
+"""What the default pipeline runs after ``dead-outputs`` has recorded the call's reads."""
+
+
+def pipeline_for(rd: Reads, pipeline: str) -> str:
+    """The pipeline text ``compile`` runs for reads ``rd``: ``"none"`` runs nothing;
+    ``"default"`` and any custom pipeline start with ``dead-outputs`` recording ``rd`` in
+    the IR, so every pass after it sees what the caller reads."""
+    if pipeline in ("none", ""):
+        return ""
+    text = rd.to_text()
+    if parse_reads(text) != {n: "all" if s == "all" else list(s) for n, s in rd.rows.items()}:
+        raise GraphError(f"the reads {dict(rd.rows)} cannot be written as pipeline text",
+                         fix="give outputs names of letters, digits, '_' and '.'")
+    head = f"dead-outputs{{reads={text}}}"
+    return f"{head},{OUTPUT_DRIVEN if pipeline == 'default' else pipeline}"

@@ -105,13 +105,13 @@ def fingerprint(g: Graph) -> str:
     names = ssa_names(g)
     h = hashlib.blake2b(digest_size=16)
     h.update(g.name.encode())
-    for t in g._nodes:
+    for t in g.node_view:
         attrs = ",".join(f"{k}={v!r}" for k, v in sorted(t.attrs.items()))
         operands = ",".join(names[i] for i in t.inputs)
         h.update(f"|{names[t]}={t.op}({operands}){{{attrs}}}:{t.dtype}{t.shape}".encode())
-    for name, t in g._outputs.items():
+    for name, t in g.output_view.items():
         h.update(f"|out {name!r}={names[t]} rows {g.output_rows(name)}".encode())
-    for s, v in g._assigns.items():
+    for s, v in g.assign_view.items():
         h.update(f"|assign {names[s]}={names[v]}".encode())
     return h.hexdigest()
 
@@ -124,7 +124,7 @@ def check_order(g: Graph, order: Sequence[Tensor]) -> list[Tensor]:
     """``order`` as a list after checking it holds each node of ``g`` once, topologically."""
     order = list(order)
     seen: set[Tensor] = set()
-    nodes = set(g._nodes)
+    nodes = set(g.node_view)
     for t in order:
         if t not in nodes:
             raise GraphError(f"order contains {t!r}, which is not a node of @{g.name}")
@@ -148,7 +148,7 @@ def external_reads(g: Graph, reads: ReadsArg) -> set[Tensor]:
     if isinstance(reads, str):
         reads = parse_reads(reads)
     keys = reads.keys() if isinstance(reads, Mapping) else reads
-    by_name = {t.name: t for t in g._nodes if t.name is not None}
+    by_name = {t.name: t for t in g.node_view if t.name is not None}
     out: set[Tensor] = set()
     for k in keys:
         if isinstance(k, Tensor):
@@ -156,8 +156,8 @@ def external_reads(g: Graph, reads: ReadsArg) -> set[Tensor]:
                 raise GraphError(f"read {k!r} is a tensor of another graph @{k.graph.name}",
                                  fix="name tensors of the graph being planned")
             out.add(k)
-        elif k in g._outputs:
-            out.add(g._outputs[k])
+        elif k in g.output_view:
+            out.add(g.output_view[k])
         elif k in by_name:
             out.add(by_name[k])
         else:
@@ -169,7 +169,7 @@ def kept_after_run(g: Graph, reads: ReadsArg = None, *, taps: bool = True) -> se
     """What the planner keeps live to the end of the run: every output, every value
     assigned to a state (read by the state updates after the run) and, with ``taps``, the
     tensors ``reads`` names besides the outputs."""
-    keep = set(g._outputs.values()) | set(g._assigns.values())
+    keep = set(g.output_view.values()) | set(g.assign_view.values())
     if taps:
         keep |= external_reads(g, reads)
     return keep
@@ -251,7 +251,7 @@ def _buffers(
     for t in order:
         for o in t.inputs:
             n_readers[o] += 1
-    assigned = {v: s for s, v in g._assigns.items()}
+    assigned = {v: s for s, v in g.assign_view.items()}
 
     def root_value(t: Tensor) -> Tensor:
         return _view_root(t, view_src)
@@ -324,7 +324,7 @@ def plan_memory(
     """
     if strategy not in STRATEGIES:
         raise GraphError(f"unknown planning strategy {strategy!r}", fix=f"use one of {STRATEGIES}")
-    order = check_order(g, order if order is not None else g._nodes)
+    order = check_order(g, order if order is not None else g.node_view)
     ggml = strategy == "best-fit-in-order"
     # ggml's allocator knows the output flags and the state updates, never the taps
     keep = kept_after_run(g, reads, taps=not ggml)

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections import deque
 from functools import cache
 
+from graphc.passes.memory import arena_lower_bound, kept_after_run
+
 from graphc.errors import GraphError
 from graphc.graph import Graph
 from graphc.ops import OP_TABLE
@@ -33,19 +35,19 @@ class _Sim:
     """Live-byte bookkeeping shared by the greedy and the exact search."""
 
     def __init__(self, g: Graph, keep: set[Tensor]) -> None:
-        self.nodes = [t for t in g._nodes if not t.is_leaf]
+        self.nodes = [t for t in g.node_view if not t.is_leaf]
         self.index = {t: i for i, t in enumerate(self.nodes)}
         self.root: dict[Tensor, Tensor] = {}
-        for t in g._nodes:
+        for t in g.node_view:
             self.root[t] = self.root[t.inputs[0]] if _is_view(t) else t
-        self.refs: dict[Tensor, int] = {t: 0 for t in g._nodes}
-        for t in g._nodes:
+        self.refs: dict[Tensor, int] = {t: 0 for t in g.node_view}
+        for t in g.node_view:
             for o in t.inputs:
                 self.refs[self.root[o]] += 1
         self.keep = {self.root[t] for t in keep}
         self.size = {t: (0 if (_is_view(t) or t.op in ("param", "state")) else t.nbytes)
-                     for t in g._nodes}
-        self.start = sum(t.nbytes for t in g._nodes if t.op == "input")
+                     for t in g.node_view}
+        self.start = sum(t.nbytes for t in g.node_view if t.op == "input")
 
     def delta(self, t: Tensor, refs: dict[Tensor, int]) -> tuple[int, int]:
         """(bytes allocated, bytes freed) by running ``t`` now."""
@@ -61,8 +63,8 @@ class _Sim:
 
 
 def _greedy(g: Graph, sim: _Sim) -> list[Tensor]:
-    leaves = [t for t in g._nodes if t.is_leaf]
-    users: dict[Tensor, list[Tensor]] = {t: [] for t in g._nodes}
+    leaves = [t for t in g.node_view if t.is_leaf]
+    users: dict[Tensor, list[Tensor]] = {t: [] for t in g.node_view}
     for t in sim.nodes:
         for o in set(t.inputs):
             users[o].append(t)
@@ -133,16 +135,16 @@ def _exact(g: Graph, sim: _Sim) -> list[Tensor]:
         return result
 
     _, seq = best(0)
-    return [t for t in g._nodes if t.is_leaf] + [nodes[i] for i in seq]
+    return [t for t in g.node_view if t.is_leaf] + [nodes[i] for i in seq]
 
 
 def _breadth_first(g: Graph) -> list[Tensor]:
-    waiting = {t: len(set(t.inputs)) for t in g._nodes}
-    users: dict[Tensor, list[Tensor]] = {t: [] for t in g._nodes}
-    for t in g._nodes:
+    waiting = {t: len(set(t.inputs)) for t in g.node_view}
+    users: dict[Tensor, list[Tensor]] = {t: [] for t in g.node_view}
+    for t in g.node_view:
         for o in set(t.inputs):
             users[o].append(t)
-    queue = deque(t for t in g._nodes if waiting[t] == 0)
+    queue = deque(t for t in g.node_view if waiting[t] == 0)
     order: list[Tensor] = []
     while queue:
         t = queue.popleft()
@@ -165,13 +167,11 @@ def schedule(g: Graph, strategy: str = "memory", reads: ReadsArg = None,
     if strategy not in SCHEDULES:
         raise GraphError(f"unknown schedule {strategy!r}", fix=f"use one of {SCHEDULES}")
     if strategy == "input":
-        return list(g._nodes)
+        return list(g.node_view)
     if strategy == "breadth-first":
         return _breadth_first(g)
-    from graphc.passes.memory import arena_lower_bound, kept_after_run
-
     sim = _Sim(g, kept_after_run(g, reads))
-    candidates = [list(g._nodes), _greedy(g, sim)]
+    candidates = [list(g.node_view), _greedy(g, sim)]
     if len(sim.nodes) <= exact_limit:
         candidates.append(_exact(g, sim))
     scored = [(arena_lower_bound(g, c, reads), k) for k, c in enumerate(candidates)]
@@ -180,8 +180,6 @@ def schedule(g: Graph, strategy: str = "memory", reads: ReadsArg = None,
 
 def peak_bytes(g: Graph, order: list[Tensor], reads: ReadsArg = None) -> int:
     """The planner's lower bound for ``order``: the most bytes live at any step."""
-    from graphc.passes.memory import arena_lower_bound
-
     return arena_lower_bound(g, order, reads)
 
 

@@ -1,4 +1,4 @@
-"""Shared test setup: graphc's own suite runs the quick ``ci`` Hypothesis profile unless
+"""Shared test setup: graphc's own suite runs the quick ``graphc-ci`` Hypothesis profile unless
 GRAPHC_HYPOTHESIS_PROFILE (or --graphc-profile) says otherwise. The profiles are
 registered by graphc's pytest plugin."""
 
@@ -11,4 +11,4 @@ from hypothesis import settings
 import graphc.testing.pytest_plugin  # noqa: F401  (registers the profiles)
 
 if not os.environ.get("GRAPHC_HYPOTHESIS_PROFILE"):
-    settings.load_profile("ci")
+    settings.load_profile("graphc-ci")

@@ -77,8 +77,11 @@ def test_reads_and_plans_strategies(data: st.DataObject) -> None:
 
 
 def test_plugin_profiles_and_fixtures(graphc_feeds, graphc_assert_equivalent) -> None:  # type: ignore[no-untyped-def]
-    assert settings.get_profile("fuzz").max_examples == 5000
-    assert settings.get_profile("ci").max_examples == 60
+    assert settings.get_profile("graphc-fuzz").max_examples == 5000
+    assert settings.get_profile("graphc-ci").max_examples == 60
+    from graphc.testing.pytest_plugin import profile_name
+
+    assert profile_name("ci") == "graphc-ci" and profile_name("mine") == "mine"
     inputs, params, states = graphc_feeds(_toy(), 3)
     assert set(inputs) == {"x"} and params == {} and states == {}
     graphc_assert_equivalent(_toy(), dce(_toy()))

@@ -194,8 +194,8 @@ def test_mutate_plan_random_and_errors(qwen: tuple[Graph, MemoryPlan]) -> None:
     g, plan = qwen
     faults = {m.fault for seed in range(40) if (m := mutate_plan(g, plan, None, seed))}
     assert len(faults) > 3
-    wrapped = strategies.mutate_plan(g, plan, "stale", 0)
-    assert isinstance(wrapped, Mutant) and wrapped.fault == "stale"
+    stale = mutate_plan(g, plan, "stale", 0)
+    assert isinstance(stale, Mutant) and stale.fault == "stale"
     with pytest.raises(ValueError, match="unknown mutation"):
         mutate_plan(g, plan, "no-such-fault")
 

@@ -137,7 +137,7 @@ def test_graph_error_for_a_bad_checkpoint(tmp_path: Path) -> None:
     np.savez(bad, embed=np.zeros((2, 2), np.float32))
     assert main(["demo", "--weights", str(bad)]) == 2
     with pytest.raises(gc.GraphError, match="no stored config"):
-        from graphc.demo import _model
+        from graphc.examples.demo import _model
 
         class A:
             weights, random = str(bad), False

@@ -26,6 +26,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from hypothesis import HealthCheck, Phase, given, note, settings
+from hypothesis import seed as hseed
+from hypothesis import strategies as st
+
+import graphc as gc
+from graphc.fileio import atomic_write_text
+from graphc.passes.memory import STRATEGIES, plan_memory
+from graphc.reads import normalize_reads
+from graphc.testing.data import random_feeds
+from graphc.testing.mutations import MUTATIONS, mutate_plan
+from graphc.testing.oracles import TOLERANCE, first_mismatch
+from graphc.testing.soundness import judge, reference_runs
+from graphc.testing.strategies import ALL_FAMILIES, graphs, reads_for
+from graphc.text import to_text
+
 
 @dataclass
 class FuzzReport:
@@ -69,17 +85,6 @@ class _Failure(AssertionError):
 def check_example(g: Any, reads: dict[Any, object], seed: int, pipeline: str,
                   backends: Sequence[str], report: FuzzReport, runs: int = 2) -> None:
     """Run every check on one graph; raise _Failure on the first problem."""
-    import numpy as np
-
-    import graphc as gc
-    from graphc.passes import plan_memory
-    from graphc.passes.memory import STRATEGIES
-    from graphc.reads import normalize_reads
-    from graphc.testing.data import random_feeds
-    from graphc.testing.mutations import MUTATIONS, mutate_plan
-    from graphc.testing.oracles import TOLERANCE, first_mismatch
-    from graphc.testing.soundness import judge, reference_runs
-
     feeds = random_feeds(g, seed)
     inputs, params, states = feeds
     _, rd = normalize_reads(g, reads)
@@ -137,13 +142,6 @@ def run_fuzz(examples: int = 200, seed: int = 0, pipeline: str = "default",
              max_nodes: int = 10, on_example: Callable[[int], None] | None = None,
              batch: int = 25) -> FuzzReport:
     """Fuzz; return the report. A failure is shrunk and written under ``out_dir``."""
-    from hypothesis import HealthCheck, Phase, given, note, settings
-    from hypothesis import seed as hseed
-    from hypothesis import strategies as st
-
-    from graphc.testing.strategies import ALL_FAMILIES, graphs, reads_for
-    from graphc.text import to_text
-
     report = FuzzReport()
     start = time.perf_counter()
     last: dict[str, Any] = {}
@@ -200,8 +198,6 @@ def run_fuzz(examples: int = 200, seed: int = 0, pipeline: str = "default",
 
 
 def _write_failure(out_dir: str, last: dict[str, Any], seed: int, batch: int) -> str:
-    from graphc.fileio import atomic_write_text
-
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     path = Path(out_dir) / f"failure-seed{seed}-batch{batch}.gc"
     reads = {getattr(k, "name", k): v for k, v in last.get("reads", {}).items()}

@@ -22,10 +22,10 @@ from typing import TypeVar
 import numpy as np
 
 from graphc.graph import Graph
+from graphc.naming import label
 from graphc.ops import OP_TABLE, contiguous_strides
 from graphc.passes.memory import MemoryPlan, Placement
 from graphc.tensor import Tensor
-from graphc.text import label
 
 REGIONS = ("arena", "state", "param")
 T = TypeVar("T")

@@ -7,18 +7,23 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from hypothesis import given, note
+from hypothesis import strategies as st
 
+import graphc as gc
 from graphc.errors import GraphError
 from graphc.graph import Graph
+from graphc.passes import PassManager
 from graphc.reads import ReadsArg, normalize_reads
 from graphc.testing.data import random_feeds
+from graphc.testing.strategies import DEFAULT_FAMILIES, graphs
+from graphc.text import to_text
+from graphc.verifier import verify
 
 TOLERANCE = {"reference": 1e-5, "arena": 1e-5, "jax": 2e-5}
 
 
 def _run(g: Graph, backend: str, feeds: tuple[dict, dict, dict], reads: ReadsArg) -> dict:
-    import graphc as gc
-
     inputs, params, states = feeds
     exe = gc.compile(g, params=params, states=states, reads=reads, backend=backend,
                      pipeline="none")
@@ -53,8 +58,6 @@ def assert_equivalent(before: Graph, after: Graph, reads: ReadsArg = None,
     pruning already narrowed the outputs to the rows read). The message names the
     backend, the output and the largest difference, and carries both graphs as text.
     """
-    from graphc.text import to_text
-
     _, rd = normalize_reads(before, reads)
     feeds = random_feeds(before, seed)
     want = _run(before, "reference", feeds, None)
@@ -84,16 +87,7 @@ def assert_pass_preserves(pass_or_pipeline: Any, max_nodes: int = 10,
 
         test_my_pass = assert_pass_preserves(MyPass())
     """
-    from hypothesis import given, note
-    from hypothesis import strategies as st
-
-    from graphc.testing.strategies import DEFAULT_FAMILIES, graphs
-    from graphc.text import to_text
-    from graphc.verifier import verify
-
     if isinstance(pass_or_pipeline, str):
-        from graphc.passes import PassManager
-
         pm = PassManager(pass_or_pipeline)
         apply: Callable[[Graph], Graph] = pm.run
     else:

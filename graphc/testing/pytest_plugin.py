@@ -1,8 +1,10 @@
 """graphc's pytest plugin (registered through the ``pytest11`` entry point).
 
-Registers the Hypothesis profiles ``ci`` (quick: 60 examples a property) and ``fuzz``
-(long: 5000), selectable with ``--graphc-profile NAME`` or ``GRAPHC_HYPOTHESIS_PROFILE``
-(Hypothesis's own ``--hypothesis-profile`` works too), and provides fixtures:
+Registers the Hypothesis profiles ``graphc-ci`` (quick: 60 examples a property) and
+``graphc-fuzz`` (long: 5000), named so they cannot collide with a project's own profiles.
+Select one with ``--graphc-profile ci`` (or ``fuzz``; the full names work too) or
+``GRAPHC_HYPOTHESIS_PROFILE``; Hypothesis's own ``--hypothesis-profile graphc-fuzz`` works
+as well. Without either, the user's settings are left alone. Fixtures:
 
 - ``graphc_feeds``: ``graphc_feeds(g, seed=0) -> (inputs, params, states)``;
 - ``graphc_assert_equivalent``: :func:`graphc.testing.oracles.assert_equivalent`.
@@ -17,10 +19,16 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-settings.register_profile("ci", max_examples=60, deadline=None, print_blob=True,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("fuzz", max_examples=5000, deadline=None, print_blob=True,
-                          suppress_health_check=[HealthCheck.too_slow])
+PROFILES = {"graphc-ci": 60, "graphc-fuzz": 5000}
+for _name, _examples in PROFILES.items():
+    settings.register_profile(_name, max_examples=_examples, deadline=None, print_blob=True,
+                              suppress_health_check=[HealthCheck.too_slow])
+
+
+def profile_name(name: str) -> str:
+    """The registered profile for ``name``: ``ci`` and ``fuzz`` are short for
+    ``graphc-ci`` and ``graphc-fuzz``; any other name is used as given."""
+    return f"graphc-{name}" if f"graphc-{name}" in PROFILES else name
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -33,8 +41,11 @@ def pytest_configure(config: pytest.Config) -> None:
     """Load the profile asked for, if any (otherwise leave the user's settings alone)."""
     name = config.getoption("--graphc-profile") or os.environ.get("GRAPHC_HYPOTHESIS_PROFILE")
     if name:
-        settings.load_profile(name)
+        settings.load_profile(profile_name(name))
 
+
+# The fixtures import the compiler when a test asks for them: this plugin is loaded in
+# every pytest session of an environment that has graphc installed.
 
 @pytest.fixture
 def graphc_feeds() -> Callable[..., tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+import graphc as gc
 from graphc.backends.sanitizer import sanitize
 from graphc.graph import Graph
 from graphc.passes.aliasing import CONSERVATIVE_KINDS, Violation, check_aliasing
@@ -33,6 +34,7 @@ from graphc.passes.schedule import schedule
 from graphc.testing.data import random_feeds
 from graphc.testing.mutations import MUTATIONS, mutate_plan
 from graphc.testing.oracles import first_mismatch
+from graphc.text import to_text
 
 Outcome = Literal["safe", "caught", "missed", "conservative", "false-alarm"]
 OUTCOMES: tuple[Outcome, ...] = ("safe", "caught", "missed", "conservative", "false-alarm")
@@ -75,8 +77,6 @@ class Judgement:
 
 def reference_runs(g: Graph, feeds: Feeds, runs: int = 2) -> Truth:
     """(outputs, states) after each of ``runs`` runs of ``g`` on the reference backend."""
-    import graphc as gc
-
     inputs, params, states = feeds
     exe = gc.compile(g, params=params, states=states)
     out: Truth = []
@@ -152,8 +152,6 @@ def differential(g: Graph, tally: Tally, seed: int = 0, mutations: Iterable[str]
                  reads: Mapping[Any, object] | None = None) -> None:
     """Judge every planner's plan of ``g`` and, for each plan judged safe, one mutant per
     mutation kind, counting the outcomes in ``tally``."""
-    from graphc.text import to_text
-
     feeds = random_feeds(g, seed)
     truth = reference_runs(g, feeds)
     names = list(mutations) if mutations is not None else sorted(MUTATIONS)

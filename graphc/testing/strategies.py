@@ -16,7 +16,7 @@ away from zero; a state is only ever assigned values below :data:`STATE_MAG`.
 ``reads_for(g)`` draws what a caller reads (outputs, row subsets, and optionally taps);
 ``inputs_for`` / ``params_for`` / ``states_for`` draw leaf values (index inputs in range,
 see :func:`graphc.testing.data.index_bounds`); ``plans(g)`` draws a plan from any planner
-strategy and order; ``mutate_plan`` is :func:`graphc.testing.mutations.mutate_plan`.
+strategy and order (to edit one, see :func:`graphc.testing.mutations.mutate_plan`).
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from hypothesis import strategies as st
 
 from graphc.graph import Graph
 from graphc.ops import OP_TABLE
+from graphc.passes.memory import STRATEGIES, plan_memory
+from graphc.passes.schedule import SCHEDULES, schedule
 from graphc.tensor import Tensor
 from graphc.testing.data import index_bounds, random_array
 
@@ -641,17 +643,6 @@ def reads_for(draw: st.DrawFn, g: Graph, taps: bool = False) -> dict[Any, object
 @st.composite
 def plans(draw: st.DrawFn, g: Graph, reads: Any = None) -> Any:
     """A memory plan of ``g`` from any planner strategy over any scheduling order."""
-    from graphc.passes.memory import STRATEGIES, plan_memory
-    from graphc.passes.schedule import SCHEDULES, schedule
-
     order = schedule(g, draw(st.sampled_from(SCHEDULES)), reads=reads)
     return plan_memory(g, order=order, reads=reads, strategy=draw(st.sampled_from(STRATEGIES)),
                        inplace=draw(st.booleans()))
-
-
-def mutate_plan(g: Graph, plan: Any, fault: str | None = None, seed: int = 0) -> Any:
-    """One random edit of ``plan`` (see :func:`graphc.testing.mutations.mutate_plan`):
-    a :class:`~graphc.testing.mutations.Mutant`, or None when ``fault`` does not apply."""
-    from graphc.testing.mutations import mutate_plan as mutate
-
-    return mutate(g, plan, fault, seed)

@@ -9,6 +9,7 @@ from graphc.passes.aliasing import Violation
 from graphc.passes.memory import MemoryPlan, lifetimes
 
 from graphc.graph import Graph
+from graphc.naming import label
 
 
 def plot_plan(g: Graph, plan: MemoryPlan, path: str, violations: Sequence[Violation] = (),
@@ -19,8 +20,6 @@ def plot_plan(g: Graph, plan: MemoryPlan, path: str, violations: Sequence[Violat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
-
-    from graphc.text import label
 
     view_src = {t: p.view_of for t, p in plan.placements.items() if p.view_of is not None}
     step, last = lifetimes(plan.order, view_src, set(plan.kept))

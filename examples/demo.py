@@ -19,15 +19,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from graphc.examples.qwen import QwenConfig, build_main, check_params, init_params, load_weights
+from graphc.examples.speculative import SOURCES, Runner, greedy_generate, speculative_generate
+from graphc.examples.study import (
+    CASES,
+    head_params,
+    held_out_prompts,
+    input_similarity,
+    run_study,
+)
+from graphc.passes import check_aliasing, cost, plan_memory
+from graphc.passes.cost import human
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 import graphc as gc
-from graphc.examples.qwen import QwenConfig, build_main, check_params, init_params, load_weights
-from graphc.examples.speculative import SOURCES, Runner, greedy_generate, speculative_generate
-from graphc.passes import check_aliasing, cost, plan_memory
-from graphc.passes.cost import human
 from graphc.timing import interleaved_medians
 
 PROMPT = (b"class Counter:\n    def __init__(self, name, start=0):\n        self.name = name\n"
@@ -35,9 +42,7 @@ PROMPT = (b"class Counter:\n    def __init__(self, name, start=0):\n        self
 
 
 def _shipped() -> Path | None:
-    from graphc import examples
-
-    path = Path(examples.__file__).with_name("tiny_mtp.npz")
+    path = Path(__file__).with_name("tiny_mtp.npz")
     return path if path.exists() else None
 
 
@@ -233,8 +238,6 @@ def _study(console: Console, cfg: QwenConfig, params: dict[str, np.ndarray],
            args: argparse.Namespace) -> int:
     """The pre-norm/post-norm study (see graphc.examples.study); 0 when every speculative
     output equalled greedy decoding."""
-    from graphc.examples.study import CASES, head_params, held_out_prompts, run_study
-
     console.rule("[bold]the pre-norm / post-norm study: what the aliasing bug cost")
     prompts = held_out_prompts(8, 64, args.seed)
     with console.status("running...") as status:
@@ -250,8 +253,6 @@ def _study(console: Console, cfg: QwenConfig, params: dict[str, np.ndarray],
     for r in rows:
         print(f"study ({r.case}) k={r.k}: acceptance {100 * r.acceptance:.1f}%, "
               f"tokens/main call {r.tokens_per_call:.2f}, identical to greedy {r.identical}")
-    from graphc.examples.study import input_similarity
-
     sim = input_similarity(cfg, head_params(params, "mtp."), prompts)
     w = params["final_norm"]
     print(f"what the head sees in (a) vs (b): mean cosine {sim:.4f} between the normalized "
