@@ -23,4 +23,4 @@ def get_backend(name: str) -> Callable[..., Any]:
     """The ``build(graph, params, reads, states, **options)`` function of a backend."""
     if name not in BACKENDS:
         raise GraphError(f"unknown backend {name!r}", fix=f"use one of {sorted(BACKENDS)}")
-    return importlib.import_module(BACKENDS[name]).build  # type: ignore[no-any-return]
+    return importlib.import_module(BACKENDS[name]).build  # type: ignore[no-any-return]  # by name

@@ -77,4 +77,4 @@ class ArenaExecutable(Executable):
         new_values = {s: self.read_buffer(v) for s, v in g.assigns.items()}
         for s, value in new_values.items():
             self.view(s)[...] = value  # a no-op copy when the update was planned in place
-        return outputs, {s.name: value for s, value in new_values.items()}  # type: ignore[misc]
+        return outputs, {s.leaf_name: value for s, value in new_values.items()}

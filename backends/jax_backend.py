@@ -38,7 +38,8 @@ warnings.filterwarnings("ignore", message="Some donated buffers were not usable"
 
 
 def _spec(t: Tensor, sharding: Any = None) -> jax.ShapeDtypeStruct:
-    return jax.ShapeDtypeStruct(t.shape, np.dtype(jnp.dtype(_np(t.dtype))), sharding=sharding)
+    return jax.ShapeDtypeStruct(  # type: ignore[no-untyped-call]  # JAX leaves it untyped
+        t.shape, np.dtype(jnp.dtype(_np(t.dtype))), sharding=sharding)
 
 
 def _np(dtype: str) -> Any:
@@ -91,15 +92,15 @@ class JaxExecutable(Executable):
             self.placement: DevicePlacement | None = placement
             self.report_.placement = placement.describe()
             mesh = Mesh(np.array(self.devices), ("model",))
-            rep = NamedSharding(mesh, P())
+            rep = NamedSharding(mesh, P())  # type: ignore[no-untyped-call]  # untyped in JAX
 
             def sharding(name: str) -> NamedSharding:
                 axis = placement.shard.get(name)
                 if axis is None:
                     return rep
-                spec = [None] * g.params[name].ndim
+                spec: list[str | None] = [None] * g.params[name].ndim
                 spec[axis] = "model"
-                return NamedSharding(mesh, P(*spec))
+                return NamedSharding(mesh, P(*spec))  # type: ignore[no-untyped-call]  # as above
 
             param_sh = {n: sharding(n) for n in g.params}
             state_sh = {n: rep for n in g.states}
@@ -160,15 +161,15 @@ class JaxExecutable(Executable):
                    _leaves: list[Tensor] = leaves, _carried: list[Tensor] = carried,
                    _exports: list[Tensor] = exports) -> tuple[Any, ...]:
                 feeds = {"param": params, "state": states, "input": inputs}
-                env = {t: feeds[t.op][t.name] for t in _leaves}
+                env = {t: feeds[t.op][t.leaf_name] for t in _leaves}
                 env.update(zip(_carried, carry, strict=True))
                 lower_nodes(_nodes, env)
                 return tuple(env[t] for t in _exports)
 
             dev = self.devices[k]
-            p_names = [t.name for t in leaves if t.op == "param"]
-            s_names = [t.name for t in leaves if t.op == "state"]
-            i_names = [t.name for t in leaves if t.op == "input"]
+            p_names = [t.leaf_name for t in leaves if t.op == "param"]
+            s_names = [t.leaf_name for t in leaves if t.op == "state"]
+            i_names = [t.leaf_name for t in leaves if t.op == "input"]
             stage_params = {nm: jax.device_put(self.params[nm], dev) for nm in p_names}
             jitted = jax.jit(fn)
             on = SingleDeviceSharding(dev)
@@ -202,12 +203,13 @@ class JaxExecutable(Executable):
                 outs = st["fn"](st["params"], s_in, i_in, carry)
                 env.update(zip(st["exports"], outs, strict=True))
             outputs = {n: env[t] for n, t in g.outputs.items() if n in self.reads}
-            new_state = {s.name: env[v] if not v.is_leaf else state[v.name]
+            new_state = {s.leaf_name: env[v] if not v.is_leaf else state[v.leaf_name]
                          for s, v in g.assigns.items()}
-            return outputs, new_state  # type: ignore[return-value]
+            return outputs, new_state
         if self._input_sh is not None:
             inputs = {n: jax.device_put(v, self._input_sh[n]) for n, v in inputs.items()}
-        return self._compiled(self.params, state, inputs)  # type: ignore[no-any-return]
+        return self._compiled(  # type: ignore[no-any-return]  # JAX returns it untyped
+            self.params, state, inputs)
 
     def function(self) -> Any:
         """The jitted pure function ``(params, states, inputs) -> (outputs, new states)``

@@ -176,16 +176,16 @@ def lower(g: Graph, outputs: Sequence[str] | None = None,
     for t in nodes:
         lowering_for(t.op)
     out_t = {n: g.outputs[n] for n in names}
-    assigns = [(s.name, v) for s, v in g.assigns.items()]
+    assigns = [(s.leaf_name, v) for s, v in g.assigns.items()]
     leaves = [t for t in g.nodes if t.is_leaf]
 
     def fn(params: Mapping[str, jax.Array], states: Mapping[str, jax.Array],
            inputs: Mapping[str, jax.Array]) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
         feeds = {"param": params, "state": states, "input": inputs}
-        env: dict[Tensor, jax.Array] = {t: feeds[t.op][t.name] for t in leaves}  # type: ignore[index]
+        env: dict[Tensor, jax.Array] = {t: feeds[t.op][t.leaf_name] for t in leaves}
         lower_nodes(nodes, env)
         return ({n: env[t] for n, t in out_t.items()},
-                {name: env[v] for name, v in assigns})  # type: ignore[misc]
+                {name: env[v] for name, v in assigns})
 
     fn.__name__ = f"graphc_{g.name}".replace(" ", "_")
     return fn

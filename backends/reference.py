@@ -37,19 +37,19 @@ def _gelu(x: np.ndarray) -> np.ndarray:
 
 
 def _rms_norm(x: np.ndarray, eps: float) -> np.ndarray:
-    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps)
+    return np.asarray(x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps))
 
 
 def _layer_norm(x: np.ndarray, eps: float) -> np.ndarray:
     mu = np.mean(x, axis=-1, keepdims=True)
     var = np.mean((x - mu) ** 2, axis=-1, keepdims=True)
-    return (x - mu) / np.sqrt(var + eps)
+    return np.asarray((x - mu) / np.sqrt(var + eps))
 
 
 def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
     m = np.max(x, axis=axis, keepdims=True)
     e = np.exp(x - np.where(np.isfinite(m), m, 0))
-    return e / np.sum(e, axis=axis, keepdims=True)
+    return np.asarray(e / np.sum(e, axis=axis, keepdims=True))
 
 
 def rope_tables(pos: np.ndarray, head_dim: int, theta: float) -> tuple[np.ndarray, np.ndarray]:
@@ -87,7 +87,7 @@ def _attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, pos: np.ndarray, sca
     e = np.where(mask, np.exp(scores - np.where(np.isfinite(m), m, 0)), 0.0)
     denom = np.sum(e, axis=-1, keepdims=True)
     p = e / np.where(denom == 0, 1, denom)  # a query that sees no key gets zeros
-    return np.einsum("hqk,khd->qhd", p, v).astype(q.dtype)
+    return np.asarray(np.einsum("hqk,khd->qhd", p, v), dtype=q.dtype)
 
 
 def _set_rows(dst: np.ndarray, idx: np.ndarray, src: np.ndarray) -> np.ndarray:
@@ -126,7 +126,7 @@ RULES: RuleTable[Rule] = RuleTable("the reference backend", {
     "layer_norm": lambda x, a, t: _layer_norm(x[0], a["eps"]),
     "softmax": lambda x, a, t: _softmax(x[0], a["axis"]),
     "rope": lambda x, a, t: _rope(x[0], x[1], a["theta"]),
-    "attention": lambda x, a, t: _attention(*x, a["scale"], a["causal"]),
+    "attention": lambda x, a, t: _attention(x[0], x[1], x[2], x[3], a["scale"], a["causal"]),
     # rows, views, shapes
     "get_rows": lambda x, a, t: x[0][x[1]],
     "set_rows": lambda x, a, t: _set_rows(*x),
@@ -188,7 +188,7 @@ def evaluate(
     leaf_values = {"input": inputs, "param": params, "state": state}
     for t in g.nodes:
         if t.is_leaf:
-            env[t] = np.asarray(leaf_values[t.op][t.name])  # type: ignore[index]
+            env[t] = np.asarray(leaf_values[t.op][t.leaf_name])
         else:
             env[t] = evaluate_node(t, [env[i] for i in t.inputs])
     return env
@@ -204,8 +204,8 @@ class ReferenceExecutable(Executable):
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         env = evaluate(self.graph, inputs, self.params, state)
         outputs = {n: env[t] for n, t in self.graph.outputs.items() if n in self.reads}
-        new_state = {s.name: env[v].copy() for s, v in self.graph.assigns.items()}
-        return outputs, new_state  # type: ignore[return-value]
+        new_state = {s.leaf_name: env[v].copy() for s, v in self.graph.assigns.items()}
+        return outputs, new_state
 
 
 def build(graph: Graph, params: Any, reads: Any, states: Any = None, *,

@@ -501,7 +501,7 @@ class SanitizedArenaExecutable(ArenaExecutable):
             self._check(s, "state-misassigned", f"(state {s.name!r}) must hold its value at "
                         f"the end of the run (step {end})", end,
                         fix=f"give state {ls} bytes that nothing else writes")
-        return outputs, {s.name: value for s, value in new_values.items()}  # type: ignore[misc]
+        return outputs, {s.leaf_name: value for s, value in new_values.items()}
 
 
 @dataclass

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from graphc.backends.arena import ArenaExecutable
 from graphc.examples.qwen import QwenConfig, build_main, check_params, init_params, load_weights
 from graphc.examples.speculative import SOURCES, Runner, greedy_generate, speculative_generate
 from graphc.examples.study import (
@@ -271,12 +272,14 @@ def _tap_demo(console: Console, cfg: QwenConfig, params: dict[str, np.ndarray],
     g.unset_output("h_post_norm")
     tap = next(t for t in g.nodes if t.name == f"l{cfg.n_layers - 1}.h_out")
     plan = plan_memory(g, strategy="best-fit-in-order")
-    found = check_aliasing(g, plan, reads={"logits": "all", tap: "all"})
+    reads: dict[str | gc.Tensor, object] = {"logits": "all", tap: "all"}
+    found = check_aliasing(g, plan, reads=reads)
     console.print("a ggml-style allocator (best-fit-in-order, knows only output flags) "
                   "planned the graph; the checker, told that the MTP head reads the tap:")
     for v in found:
         console.print(f"  [red]{escape(str(v))}[/red]", highlight=False)
     exe = gc.compile(g, params=params, backend="arena", plan=plan, check=False)
+    assert isinstance(exe, ArenaExecutable)  # what the arena backend builds
     exe.run(feeds)
     got = exe.read_buffer(tap)
     off_pre = float(np.max(np.abs(got - truth["h_pre_norm"])))

@@ -136,6 +136,14 @@ def block(g: gc.Graph, cfg: QwenConfig, x: gc.Tensor, pos: gc.Tensor, prefix: st
     return g.add(x, gate @ p("w_down", (f, d)), name=f"{prefix}.h_out")
 
 
+def _w(g: gc.Graph, name: str) -> gc.Tensor:
+    """The param ``name`` of ``g`` (declared by :func:`param_shapes`)."""
+    t = g.leaf(name)
+    if t is None:
+        raise gc.GraphError(f"@{g.name} has no param {name!r}")
+    return t
+
+
 def build_main(cfg: QwenConfig, n_tokens: int, name: str = "qwen", kv_cache: bool = True
                ) -> gc.Graph:
     """The main model over ``n_tokens`` tokens (prompt processing or decode).
@@ -149,15 +157,15 @@ def build_main(cfg: QwenConfig, n_tokens: int, name: str = "qwen", kv_cache: boo
     pos = g.input("pos", (n_tokens,), "i32")
     for sname, shape in param_shapes(cfg).items():
         g.param(sname, shape)
-    x = g.get_rows(g.leaf("embed"), tokens, name="h_embed")
+    x = g.get_rows(_w(g, "embed"), tokens, name="h_embed")
     kv_shape = (cfg.max_ctx, cfg.n_kv_heads, cfg.head_dim)
     for i in range(cfg.n_layers):
         cache = (g.state(f"l{i}.k_cache", kv_shape), g.state(f"l{i}.v_cache", kv_shape)) \
             if kv_cache else None
         x = block(g, cfg, x, pos, f"l{i}", cache)
     h_pre = x
-    h_post = g.mul(g.rms_norm(h_pre, cfg.eps), g.leaf("final_norm"), name="h_post")
-    g.set_output(h_post @ g.leaf("lm_head"), "logits")
+    h_post = g.mul(g.rms_norm(h_pre, cfg.eps), _w(g, "final_norm"), name="h_post")
+    g.set_output(h_post @ _w(g, "lm_head"), "logits")
     g.set_output(h_pre, "h_pre_norm")
     g.set_output(h_post, "h_post_norm")
     return g
@@ -221,7 +229,7 @@ def save_weights(path: str, params: dict[str, np.ndarray], config: QwenConfig | 
             save_file(params, tmp, metadata={"config": json.dumps(config.__dict__)}
                       if config is not None else None)
         else:
-            np.savez_compressed(tmp, **params, **meta)
+            np.savez_compressed(tmp, allow_pickle=False, **{**params, **meta})
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -42,11 +42,14 @@ CONFIG = QwenConfig(vocab=256, d_model=128, n_layers=2, n_heads=4, n_kv_heads=2,
 DEFAULT_OUT = str(Path(__file__).with_name("tiny_mtp.npz"))
 
 
+Tree = dict[str, jax.Array]  # weights, moments or gradients by param name
+
 def corpus() -> tuple[np.ndarray, np.ndarray, str, int]:
     """(train bytes, held-out bytes, sha256 of the whole corpus, number of files)."""
     lib = Path(os.__file__).parent
     files = sorted(p for p in lib.glob("*.py") if p.is_file())
-    train, held = [], []
+    train: list[bytes] = []
+    held: list[bytes] = []
     h = hashlib.sha256()
     for k, p in enumerate(files):
         data = p.read_bytes()
@@ -123,8 +126,8 @@ def train(steps: int = 1600, batch: int = 16, seq: int = 128, seed: int = 0,
     b1, b2, eps, warm = 0.9, 0.95, 1e-8, max(1, steps // 20)
 
     @jax.jit
-    def update(params: dict, m: dict, v: dict, g: dict, step: jax.Array, rate: jax.Array
-               ) -> tuple[dict, dict, dict]:
+    def update(params: Tree, m: Tree, v: Tree, g: Tree, step: jax.Array, rate: jax.Array
+               ) -> tuple[Tree, Tree, Tree]:
         norm = jnp.sqrt(sum(jnp.sum(x * x) for x in g.values()))
         clip = jnp.minimum(1.0, 1.0 / (norm + 1e-6))  # clip the gradient norm at 1
         new_p, new_m, new_v = {}, {}, {}

@@ -28,7 +28,7 @@ def check_array(kind: str, name: str, t: Tensor, value: Any) -> np.ndarray:
         if tuple(value.shape) != t.shape:
             raise GraphError(f"{kind} {name!r} has shape {list(value.shape)}, expected "
                              f"{list(t.shape)}", fix=f"pass an array of shape {list(t.shape)}")
-        return value  # type: ignore[no-any-return]
+        return value  # type: ignore[no-any-return]  # an array, checked just above
     if hasattr(value, "dtype") and hasattr(value, "shape"):
         arr = np.asarray(value)
         if arr.dtype != want:

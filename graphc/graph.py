@@ -27,7 +27,9 @@ def _call_site() -> str:
             path[len(_PACKAGE_DIR) + 1:].split(os.sep)[:1]) in ("graphc", "passes", "backends")
         if not inside:
             return f" (at {os.path.relpath(path)}:{frame.f_lineno})"
-        frame = frame.f_back  # type: ignore[assignment]
+        if frame.f_back is None:
+            break
+        frame = frame.f_back
     return ""
 
 

@@ -23,10 +23,11 @@ from graphc.naming import ssa_names
 from graphc.tensor import LEAF_OPS, Tensor
 from graphc.verifier import verify
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 
-Literal_ = TypeAliasType(  # a recursive alias pydantic can name in the schema
-    "Literal_", StrictBool | StrictInt | StrictFloat | StrictStr | list["Literal_"]
+Literal_ = TypeAliasType(  # type: ignore[misc]  # mypy cannot follow this recursion
+    "Literal_",  # a recursive alias pydantic can name in the schema
+    StrictBool | StrictInt | StrictFloat | StrictStr | list["Literal_"],  # type: ignore[misc]
 )
 
 
@@ -92,7 +93,7 @@ def to_model(g: Graph) -> GraphModel:
         NodeModel(
             id=names[t], op=t.op, inputs=[names[i] for i in t.inputs],
             attrs={k: _plain(v) for k, v in t.attrs.items()}, shape=list(t.shape),
-            dtype=t.dtype,  # type: ignore[arg-type]
+            dtype=t.dtype,  # type: ignore[arg-type]  # a DTYPES name, checked by the graph
             name=t.name if (t.is_leaf or (t.name is not None and t.name != names[t])) else None,
         )
         for t in g.nodes

@@ -249,7 +249,7 @@ class RuleTable(dict[str, R]):
         for op, rule in dict(*args, **kwargs).items():
             self[op] = rule
 
-    def setdefault(self, op: str, rule: R) -> R:  # type: ignore[override]
+    def setdefault(self, op: str, rule: R) -> R:
         """``table[op]`` when set, else set it to ``rule`` (checked) and return it."""
         if op not in self:
             self[op] = rule

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -18,7 +18,9 @@ from graphc.naming import describe, label
 from graphc.tensor import Tensor
 
 RowSel = Literal["all"] | tuple[int, ...]
-ReadsArg = None | str | Mapping[str | Tensor, object] | Sequence[str | Tensor]
+ReadsArg = (None | str | Mapping[str, object] | Mapping[Tensor, object]
+            | Mapping[str | Tensor, object] | Sequence[str | Tensor] | Sequence[str]
+            | Sequence[Tensor])
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,7 @@ class Reads:
 
     rows: Mapping[str, RowSel]
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[str]:
         return iter(self.rows)
 
     def __contains__(self, name: object) -> bool:

@@ -7,7 +7,7 @@ import math
 import numbers
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard, cast
 
 from graphc.dtypes import FLOAT_DTYPES, ITEMSIZE, NUMERIC_DTYPES
 from graphc.errors import GraphError
@@ -145,6 +145,13 @@ class Tensor:
         return self.op in LEAF_OPS
 
     @property
+    def leaf_name(self) -> str:
+        """The name a leaf (input, param, state) is fed and bound by; every leaf has one."""
+        if self.name is None or not self.is_leaf:
+            raise ValueError(f"{self!r} is not a named leaf")
+        return self.name
+
+    @property
     def inplace(self) -> bool:
         """True when the node was asked to write into its first operand's buffer."""
         return bool(self.attrs.get("inplace", False))
@@ -165,7 +172,7 @@ class Tensor:
         """``self + other``: ``add``; a number becomes a broadcast ``full`` constant."""
         if _is_number(other):
             return self.graph.add(self, _constant(self, other, f"{self._label()} + {other!r}"))
-        return self.graph.add(self, other)  # type: ignore[arg-type]
+        return self.graph.add(self, _tensor(other))
 
     def __radd__(self, other: float) -> Tensor:
         """``number + self``: ``add(self, full)`` (tensor first, so CSE merges ``1 + x``
@@ -178,7 +185,7 @@ class Tensor:
         """``self - other``: ``sub``; a number becomes a broadcast ``full`` constant."""
         if _is_number(other):
             return self.graph.sub(self, _constant(self, other, f"{self._label()} - {other!r}"))
-        return self.graph.sub(self, other)  # type: ignore[arg-type]
+        return self.graph.sub(self, _tensor(other))
 
     def __rsub__(self, other: float) -> Tensor:
         """``number - self``: ``sub(full, self)``."""
@@ -191,7 +198,7 @@ class Tensor:
         float tensor and ``mul(self, full)`` for an i32 tensor and an int."""
         if _is_number(other):
             return _times(self, other, f"{self._label()} * {other!r}")
-        return self.graph.mul(self, other)  # type: ignore[arg-type]
+        return self.graph.mul(self, _tensor(other))
 
     def __rmul__(self, other: float) -> Tensor:
         """``number * self``: the same IR as ``self * number``."""
@@ -210,7 +217,7 @@ class Tensor:
             if _is_power_of_two(float(other)):
                 return self.graph.scale(self, 1.0 / float(other))
             return self.graph.div(self, _constant(self, other, spelled, divides=True))
-        return self.graph.div(self, other)  # type: ignore[arg-type]
+        return self.graph.div(self, _tensor(other))
 
     def __rtruediv__(self, other: float) -> Tensor:
         """``number / self``: ``div(full, self)`` (float tensors only)."""
@@ -230,6 +237,12 @@ class Tensor:
         return f"%{self.name}" if self.name else f"<{self.op}>"
 
 
+def _tensor(value: object) -> Tensor:
+    """``value`` handed on to the graph builder, which names it in a GraphError ("operand
+    1 is a str, not a Tensor") unless it is a Tensor."""
+    return cast(Tensor, value)
+
+
 def _is_number(value: object) -> TypeGuard[float]:
     """True for a real number an operator takes as a constant: int, float or a NumPy
     scalar, and bool too (so that :func:`_check_number` can refuse it by name)."""
@@ -240,7 +253,8 @@ def _check_number(x: Tensor, value: float, spelled: str, divides: bool = False) 
     """Raise GraphError unless ``value`` may meet tensor ``x`` in an arithmetic op:
     never a bool, never a bool tensor, no float with an i32 tensor, and no true division
     of an i32 tensor (the op table's dtype rules, said before anything is built)."""
-    if isinstance(value, bool):
+    given = cast(object, value)  # typed float, it may be any numbers.Real (bool too)
+    if isinstance(given, bool):
         raise GraphError(f"{spelled}: a bool is not a number here",
                          fix="write 1 or 0, or build a constant with g.full(...)")
     if x.dtype not in NUMERIC_DTYPES:
@@ -250,7 +264,7 @@ def _check_number(x: Tensor, value: float, spelled: str, divides: bool = False) 
         if divides:
             raise GraphError(f"{spelled}: true division of an {x.dtype} tensor",
                              fix="cast it to a float dtype first: g.cast(x, 'f32')")
-        if not isinstance(value, numbers.Integral):
+        if not isinstance(given, numbers.Integral):
             raise GraphError(f"{spelled}: a float number with an {x.dtype} tensor",
                              fix="use an int, or cast the tensor first: g.cast(x, 'f32')")
     if not math.isfinite(float(value)):

@@ -172,7 +172,8 @@ class _Parser:
 
     def string(self, tok: Token) -> str:
         try:
-            return json.loads(tok.text)
+            text: str = json.loads(tok.text)  # the token is a JSON string literal
+            return text
         except json.JSONDecodeError as e:
             raise self.error(f"bad string literal: {e.msg}", tok) from None
 

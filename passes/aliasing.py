@@ -49,7 +49,7 @@ import heapq
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 from graphc.passes.memory import MemoryPlan, Placement, fingerprint
@@ -65,7 +65,7 @@ Kind = Literal["overlap", "clobbered-read", "unmarked-tap", "output-clobbered", 
                "input-written", "state-misassigned", "stale-plan", "bad-order",
                "missing-placement", "out-of-bounds", "bad-view", "bad-inplace", "bad-region",
                "bad-layout", "bad-label", "misaligned", "order-mismatch"]
-KINDS: tuple[str, ...] = Kind.__args__  # type: ignore[attr-defined]
+KINDS: tuple[str, ...] = get_args(Kind)
 
 CONSERVATIVE_KINDS: frozenset[str] = frozenset({
     "stale-plan",    # a plan for another graph (version) is refused even where it would fit

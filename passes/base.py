@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar, get_type_hints
+from typing import Any, ClassVar, TypeVar, cast, get_type_hints
 
 from graphc.errors import GraphError
 from graphc.graph import Graph
@@ -30,13 +30,13 @@ class Pass:
 
     def options(self) -> dict[str, Any]:
         """The option values of this pass object."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]  # a dataclass
 
     def spec(self) -> str:
         """The pipeline text of this pass with non-default options, e.g. ``cse`` or
         ``dead-outputs{reads=logits[-1]}``."""
         changed = []
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]  # subclasses are dataclasses
             value = getattr(self, f.name)
             if f.default is dataclasses.MISSING or value != f.default:
                 text = str(value).lower() if isinstance(value, bool) else str(value)
@@ -54,7 +54,7 @@ def register_pass(cls: P) -> P:
     if not cls.name or cls.name in PASSES:
         raise ValueError(f"pass name {cls.name!r} is empty or already registered")
     if not dataclasses.is_dataclass(cls):
-        cls = dataclasses.dataclass(cls)  # options are the fields; none is fine
+        cls = cast(P, dataclasses.dataclass(cls))  # options are the fields; none is fine
     PASSES[cls.name] = cls
     return cls
 
@@ -84,7 +84,7 @@ def make_pass(name: str, options: dict[str, str | Any] | None = None) -> Pass:
         raise GraphError(f"unknown pass {name!r}", fix="passes: " + ", ".join(sorted(PASSES)))
     cls = PASSES[name]
     hints = get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # registered as one
     kwargs: dict[str, Any] = {}
     for key, value in (options or {}).items():
         if key not in fields:
@@ -106,7 +106,7 @@ def function_pass(name: str, summary: str
     ``name``; the function itself is returned unchanged."""
 
     def wrap(fn: Callable[[Graph], Graph]) -> Callable[[Graph], Graph]:
-        cls = dataclasses.dataclass(type(
+        cls: type[Pass] = dataclasses.dataclass(type(
             fn.__name__.title().replace("_", "") + "Pass", (Pass,),
             {"name": name, "summary": summary, "run": lambda self, g: fn(g),
              "__doc__": fn.__doc__, "__module__": fn.__module__},

@@ -72,4 +72,4 @@ class DeadOutputs(Pass):
     def run(self, g: Graph) -> Graph:
         if self.taps not in ("error", "protect"):
             raise GraphError(f"taps must be error or protect, got {self.taps!r}")
-        return dead_outputs(g, self.reads or None, self.taps)  # type: ignore[arg-type]
+        return dead_outputs(g, self.reads or None, self.taps)  # type: ignore[arg-type]  # checked above

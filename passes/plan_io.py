@@ -23,7 +23,7 @@ from graphc.graph import Graph
 from graphc.naming import ssa_names
 from graphc.tensor import Tensor
 
-PLAN_SCHEMA_VERSION = 1
+PLAN_SCHEMA_VERSION: Literal[1] = 1
 
 
 class PlacementModel(BaseModel):

@@ -80,7 +80,7 @@ class Rebuilder:
             if t.op in LEAF_OPS:  # a valid leaf stays valid: copy it without re-checking
                 new = Tensor._trusted(self.dst, t.op, (), t.attrs, t.shape, t.dtype, t.name)
                 nodes.append(new)
-                leaves[t.name] = new  # type: ignore[index]
+                leaves[t.leaf_name] = new
                 self.map[t] = self._leaves[t] = new
 
     def __getitem__(self, t: Tensor) -> Tensor:

@@ -51,7 +51,7 @@ def prune_rows(g: Graph, reads: ReadsArg = None) -> Graph:
         sel = rd.rows.get(name, "all")
         # prune only when fewer rows than the whole are wanted ([0, 0] of 1 row is not)
         whole = sel == "all" or len(sel) >= t.shape[0]
-        requests[t].append(FULL if whole else tuple(sel))  # type: ignore[arg-type]
+        requests[t].append(FULL if whole else tuple(sel))  # type: ignore[arg-type]  # sentinel
     for v in g.assigns.values():
         requests[v].append(FULL)
 

@@ -10,6 +10,7 @@ from graphc.passes.memory import MemoryPlan, lifetimes
 
 from graphc.graph import Graph
 from graphc.naming import label
+from graphc.tensor import Tensor
 
 
 def plot_plan(g: Graph, plan: MemoryPlan, path: str, violations: Sequence[Violation] = (),
@@ -25,12 +26,12 @@ def plot_plan(g: Graph, plan: MemoryPlan, path: str, violations: Sequence[Violat
     step, last = lifetimes(plan.order, view_src, set(plan.kept))
     bad = {v.tensor for v in violations} | {v.clobbered_by for v in violations}
     n = len(plan.order)
-    chains: dict = {}  # first value of an in-place chain -> the values written over it
+    chains: dict[Tensor, list[Tensor]] = {}  # first value of an in-place chain -> its writes
     for t in plan.order:
         u = plan.placements[t].inplace_of
         if u is not None:
-            while plan.placements[u].inplace_of is not None:
-                u = plan.placements[u].inplace_of
+            while (w := plan.placements[u].inplace_of) is not None:
+                u = w
             chains.setdefault(u, []).append(t)
     fig, ax = plt.subplots(figsize=(10, 5.5))
     for t in plan.order:

@@ -49,8 +49,8 @@ Mutation = Callable[[Graph, MemoryPlan, np.random.Generator], Mutant | None]
 def _copy(plan: MemoryPlan, **changes: object) -> MemoryPlan:
     """A copy of ``plan`` whose placements dict and order list are new objects (placements
     themselves are frozen, so sharing them is safe)."""
-    return dataclasses.replace(plan, placements=dict(plan.placements),  # type: ignore[arg-type]
-                               order=list(plan.order), **changes)
+    return dataclasses.replace(plan, placements=dict(plan.placements),
+                               order=list(plan.order), **changes)  # type: ignore[arg-type]  # any field
 
 
 def _choice(rng: np.random.Generator, items: Sequence[T]) -> T:
@@ -67,7 +67,8 @@ def _values(plan: MemoryPlan) -> list[Tensor]:
 
 def _moved(plan: MemoryPlan, t: Tensor, **changes: object) -> MemoryPlan:
     m = _copy(plan)
-    m.placements[t] = dataclasses.replace(plan.placements[t], **changes)  # type: ignore[arg-type]
+    m.placements[t] = dataclasses.replace(
+        plan.placements[t], **changes)  # type: ignore[arg-type]  # any field
     return m
 
 

@@ -23,7 +23,10 @@ from graphc.verifier import verify
 TOLERANCE = {"reference": 1e-5, "arena": 1e-5, "jax": 2e-5}
 
 
-def _run(g: Graph, backend: str, feeds: tuple[dict, dict, dict], reads: ReadsArg) -> dict:
+Feeds = tuple[dict[str, Any], dict[str, Any], dict[str, Any]]
+
+
+def _run(g: Graph, backend: str, feeds: Feeds, reads: ReadsArg) -> dict[str, np.ndarray]:
     inputs, params, states = feeds
     exe = gc.compile(g, params=params, states=states, reads=reads, backend=backend,
                      pipeline="none")

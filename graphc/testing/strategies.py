@@ -511,7 +511,8 @@ class _Builder:
         if pattern == "early":
             existing = [t for t in self.made if t.shape == s.shape and t.dtype == s.dtype
                         and self.mag[t] <= STATE_MAG]
-            if existing and self.draw(st.booleans()):
+            coin: bool = self.draw(st.booleans())
+            if existing and coin:
                 value = self.pick(existing)
             else:
                 xs = [t for t in self.floats(0, 2.5) if t.shape == s.shape]
@@ -635,7 +636,8 @@ def reads_for(draw: st.DrawFn, g: Graph, taps: bool = False) -> dict[Any, object
     if taps:
         marked = set(g.outputs.values())
         others = [t for t in g.nodes if not t.is_leaf and t not in marked]
-        if others and draw(st.booleans()):
+        coin: bool = draw(st.booleans())
+        if others and coin:
             reads[draw(st.sampled_from(others))] = "all"
     return reads
 
