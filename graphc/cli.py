@@ -92,12 +92,29 @@ def _stats_table(before: CostReport, after: CostReport, title: str) -> Table:
     return table
 
 
+def _load_modules(names: Sequence[str]) -> None:
+    """Import the user's modules named with --load (they register passes). The current
+    folder is searched first, as ``python -m`` does. GraphError for one that fails."""
+    import importlib
+
+    if names and "" not in sys.path and "." not in sys.path:
+        sys.path.insert(0, "")
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # the user's module: report whatever it raised
+            raise GraphError(f"--load {name}: {type(e).__name__}: {e}",
+                             fix="give the name of an importable module (my_passes for "
+                                 "./my_passes.py) that registers passes") from None
+
+
 def _cmd_opt(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from graphc.fileio import read_graph
     from graphc.passes import PassError, PassManager, cost
 
+    _load_modules(args.load)
     g = read_graph(args.file)  # a bad file: main() prints it and exits 2
     after: list[str] | str = "all" if args.print_ir_after_all else (args.print_ir_after or [])
     before: list[str] | str = "all" if args.print_ir_before_all else (
@@ -229,6 +246,7 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
         print(f"error: unknown backend {unknown[0]!r}; backends: {sorted(BACKENDS)}",
               file=sys.stderr)
         return EXIT_BAD_INPUT
+    _load_modules(args.load)
     if args.pipeline != "default":
         from graphc.passes import parse_pipeline
 
@@ -300,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--stop-after", metavar="PASS", help="stop after this pass")
     o.add_argument("--stats", action="store_true",
                    help="print nodes, FLOPs and bytes before and after (cost model)")
+    o.add_argument("--load", action="append", default=[], metavar="MODULE",
+                   help="import this Python module first (it registers your passes); "
+                        "repeatable")
     o.add_argument("--json", action="store_true", help="print the result as JSON")
     o.add_argument("-o", "--output", help="write here (atomically) instead of stdout")
     o.set_defaults(func=_cmd_opt)
@@ -338,6 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='"default" (the output-driven pipeline for each example\'s reads) '
                         "or pipeline text")
     z.add_argument("--backends", default="reference,arena,jax")
+    z.add_argument("--load", action="append", default=[], metavar="MODULE",
+                   help="import this Python module first (it registers your passes)")
     z.add_argument("--time-limit", type=float, default=None, help="seconds")
     z.add_argument("--max-nodes", type=_positive, default=10)
     z.add_argument("--out-dir", default="fuzz-failures",

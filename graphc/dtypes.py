@@ -25,10 +25,6 @@ _FROM_NUMPY: dict[np.dtype, str] = {v: k for k, v in _NUMPY.items()}
 ITEMSIZE: dict[str, int] = {k: v.itemsize for k, v in _NUMPY.items()}
 
 
-def is_dtype(name: object) -> bool:
-    """True when ``name`` is one of graphc's dtype names."""
-    return isinstance(name, str) and name in _NUMPY
-
 
 def to_numpy(dtype: str) -> np.dtype:
     """The NumPy dtype of a graphc dtype name (bf16 comes from ml_dtypes)."""

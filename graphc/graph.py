@@ -69,6 +69,10 @@ class _NodeView(Sequence[Tensor]):
         return isinstance(t, Tensor) and any(x is t for x in self._items)
 
 
+class DeclaredTypeError(GraphError):
+    """A node in a graph file declares a type its op does not give."""
+
+
 def check_rows(name: str, t: Tensor, rows: Sequence[int]) -> tuple[int, ...]:
     """``rows`` of output ``name`` (tensor ``t``) as non-negative indices; GraphError for
     a scalar, an empty selection, a non-integer or a row out of range."""
@@ -276,6 +280,27 @@ class Graph:
             raise GraphError(f"{op}: name must be a string, got {name!r}")
         t = Tensor(self, op, ins, full, shape, dtype, name)
         self._nodes.append(t)
+        return t
+
+    def declare(self, op: str, inputs: Sequence[Tensor], attrs: Mapping[str, Any],
+                name: str | None, shape: Sequence[int], dtype: str) -> Tensor:
+        """Add a node as a graph file declares it: a leaf (``name`` is its feed name; no
+        inputs or attributes) or an op (``name``: its name, or None), then check it has
+        the declared ``shape`` and ``dtype``. GraphError otherwise -- a
+        :class:`DeclaredTypeError` for a type that does not match; the readers add the
+        place in the file."""
+        if op in LEAF_OPS:
+            if inputs or attrs:
+                raise GraphError(f"a {op} takes no inputs or attributes")
+            if name is None:
+                raise GraphError(f"a {op} needs a name")
+            t = self._leaf(op, name, shape, dtype)
+        else:
+            t = self.apply(op, inputs, attrs, name)
+        if (t.shape, t.dtype) != (tuple(shape), dtype):
+            declared = f"{dtype}[{', '.join(map(str, shape))}]"
+            raise DeclaredTypeError(f"declared type {declared} does not match {op}'s result "
+                                    f"{t.type_str}", fix=f"declare it as {t.type_str}")
         return t
 
     def set_output(self, t: Tensor, name: str, rows: Sequence[int] | None = None) -> Tensor:

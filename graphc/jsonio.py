@@ -155,19 +155,13 @@ def from_model(model: GraphModel) -> Graph:
         where = f"node {n.id!r}"
         if n.id in ids:
             raise GraphError(f"{where} is defined twice")
+        ins = [ref(i, f"input of {where}") for i in n.inputs]
+        leaf = n.op in LEAF_OPS
+        name = n.name if n.name is not None else (n.id if leaf or not n.id.isdigit() else None)
         try:
-            if n.op in LEAF_OPS:
-                if n.inputs or n.attrs:
-                    raise GraphError(f"a {n.op} takes no inputs or attributes")
-                t = getattr(g, n.op)(n.name if n.name is not None else n.id, n.shape, n.dtype)
-            else:
-                ins = [ref(i, f"input of {where}") for i in n.inputs]
-                name = n.name if n.name is not None else (None if n.id.isdigit() else n.id)
-                t = g.apply(n.op, ins, n.attrs, name)
+            t = g.declare(n.op, ins, n.attrs, name, n.shape, n.dtype)
         except GraphError as e:
             raise GraphError(f"{where}: {e.message}", fix=e.fix) from None
-        if (t.shape, t.dtype) != (tuple(n.shape), n.dtype):
-            raise GraphError(f"{where} declares {n.dtype}{n.shape} but {n.op} gives {t.type_str}")
         ids[n.id] = t
     for o in model.outputs:
         try:

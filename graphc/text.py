@@ -27,7 +27,7 @@ import networkx as nx
 
 from graphc.dtypes import DTYPES
 from graphc.errors import GraphError
-from graphc.graph import Graph, valid_name
+from graphc.graph import DeclaredTypeError, Graph, valid_name
 from graphc.naming import node_lines, ssa_names
 from graphc.ops import OpError, check_shape
 from graphc.tensor import LEAF_OPS, Tensor
@@ -247,7 +247,7 @@ class _Parser:
             self.expect(":")
             shape, dtype, ttok = self.type()
             try:
-                t = getattr(self.g, op)(key, shape, dtype)
+                t = self.g.declare(op, (), {}, key, shape, dtype)
             except GraphError as e:
                 raise e.located(file=self.src.filename, line=stok.line, col=stok.col,
                                 source_line=self.src.lines[stok.line - 1]) from None
@@ -265,14 +265,12 @@ class _Parser:
             shape, dtype, ttok = self.type()
             node_name = None if name.isdigit() else name
             try:
-                t = self.g.apply(op, operands, attrs, node_name)
+                t = self.g.declare(op, operands, attrs, node_name, shape, dtype)
+            except DeclaredTypeError as e:
+                raise self.error(e.message, ttok, fix=e.fix) from None
             except GraphError as e:
                 raise e.located(file=self.src.filename, line=optok.line, col=optok.col,
                                 source_line=self.src.lines[optok.line - 1]) from None
-            if (t.shape, t.dtype) != (shape, dtype):
-                declared = f"{dtype}[{', '.join(map(str, shape))}]"
-                raise self.error(f"declared type {declared} does not match {op}'s result "
-                                 f"{t.type_str}", ttok, fix=f"write : {t.type_str}")
         self.values[name] = (t, vtok.line)
         self.defining = None
 

@@ -355,7 +355,9 @@ def plan_memory(
             placements[t] = Placement(b.region, base.offset + off * t.itemsize, span,
                                       view_of=view_src[t], strides=strides)
         else:
-            placements[t] = Placement(b.region, b.offset, t.nbytes, inplace_of=inplace_of.get(t))
+            over = inplace_of.get(t)  # written in place: exactly over operand 0's bytes
+            offset = b.offset if over is None else placements[over].offset
+            placements[t] = Placement(b.region, offset, t.nbytes, inplace_of=over)
     return MemoryPlan(
         graph_name=g.name, order=order, placements=placements, arena_bytes=arena_bytes,
         state_bytes=sizes["state"], param_bytes=sizes["param"],

@@ -189,14 +189,6 @@ def live_nodes(g: Graph, roots: Iterable[Tensor]) -> set[Tensor]:
     return live
 
 
-def users(g: Graph) -> dict[Tensor, list[Tensor]]:
-    """For every node, the nodes that read it (in graph order, repeated per operand)."""
-    out: dict[Tensor, list[Tensor]] = {t: [] for t in g.nodes}
-    for t in g.nodes:
-        for i in t.inputs:
-            out[i].append(t)
-    return out
-
 
 @contextmanager
 def gc_paused() -> Iterator[None]:

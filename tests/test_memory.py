@@ -345,7 +345,7 @@ def _bad_label() -> Case:
 
 def _misaligned() -> Case:
     g, n = _simple()
-    plan = _grown(plan_memory(g))
+    plan = _grown(plan_memory(g, inplace=False))
     return g, _moved(plan, n["c"], offset=plan.arena_bytes - 4096 + 4), None
 
 

@@ -421,7 +421,6 @@ def test_graphc_testing_exports_its_names_without_importing_hypothesis() -> None
 
 README_MODULE = '''\
 """my_passes.py: fold double negations and x + x."""
-import sys
 from dataclasses import dataclass
 
 import graphc as gc
@@ -456,11 +455,6 @@ class SimplifyNegs(Pass):
     def run(self, g: gc.Graph) -> gc.Graph:
         return apply_patterns(g, [neg_of_neg, add_self], max_iterations=self.max_iterations)
 
-
-if __name__ == "__main__":  # `python my_passes.py opt ...` is `graphc opt ...` plus this pass
-    from graphc.cli import main
-
-    sys.exit(main())
 '''
 
 README_TRY = '''\
@@ -496,7 +490,7 @@ graph @model {
 '''
 
 README_CLI = '''\
-$ python my_passes.py opt model.gc -p "simplify-negs{max_iterations=4}"
+$ graphc opt model.gc --load my_passes -p "simplify-negs{max_iterations=4}"
 graph @model {
   %x = input "x" : f32[2, 3]
   %0 = scale(%x) {s = 2.0} : f32[2, 3]
@@ -548,8 +542,8 @@ def test_readme_python_blocks_run(my_passes: Path) -> None:
 def test_readme_command_line_block_runs(my_passes: Path) -> None:
     (my_passes / "model.gc").write_text(README_MODEL)
     command, *expected = README_CLI.splitlines()
-    args = shlex.split(command.removeprefix("$ python "))
-    proc = subprocess.run([sys.executable, *args], cwd=my_passes,
+    args = shlex.split(command.removeprefix("$ graphc "))
+    proc = subprocess.run([sys.executable, "-m", "graphc.cli", *args], cwd=my_passes,
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == expected
