@@ -165,7 +165,8 @@ GraphFn = Callable[[Mapping[str, jax.Array], Mapping[str, jax.Array], Mapping[st
 
 def lower(g: Graph, outputs: Sequence[str] | None = None,
           order: Sequence[Tensor] | None = None) -> GraphFn:
-    """``g`` as a pure function ``(params, states, inputs) -> (outputs, new states)``.
+    """``g`` as a pure function ``(params, states, inputs) -> (outputs, new states)``; the
+    new states hold every state (an unassigned one unchanged).
 
     ``outputs``: the output names to return (default: all). ``order``: the schedule to
     trace in (default: the graph's). Every op must have a lowering; that is checked now,
@@ -176,7 +177,8 @@ def lower(g: Graph, outputs: Sequence[str] | None = None,
     for t in nodes:
         lowering_for(t.op)
     out_t = {n: g.outputs[n] for n in names}
-    assigns = [(s.leaf_name, v) for s, v in g.assigns.items()]
+    # every state comes back: an unassigned one as itself, since its buffer is donated too
+    assigns = [(s.leaf_name, g.assigns.get(s, s)) for s in g.states.values()]
     leaves = [t for t in g.nodes if t.is_leaf]
 
     def fn(params: Mapping[str, jax.Array], states: Mapping[str, jax.Array],

@@ -212,3 +212,14 @@ def test_multi_device_splits_in_a_subprocess() -> None:
                           env=env, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "layer ok" in proc.stdout and "tensor ok" in proc.stdout
+
+
+def test_an_unassigned_state_survives_donation() -> None:
+    """States are donated at every run; one that is never assigned must come back as
+    itself, or the second run reads a deleted buffer (found by graphc fuzz)."""
+    g = gc.Graph("keep")
+    s = g.state("s", (1, 2))
+    g.set_output(g.neg(s), "y")
+    exe = gc.compile(g, states={"s": np.ones((1, 2), np.float32)}, backend="jax")
+    for _ in range(3):
+        np.testing.assert_array_equal(np.asarray(exe.run({})["y"]), -1.0)
