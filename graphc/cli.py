@@ -146,6 +146,17 @@ def _plan_and_check(args: argparse.Namespace
 
     g = read_graph(args.file)
     reads = args.reads or None
+    if reads:  # rows must exist, for outputs and taps alike
+        from graphc.graph import check_rows
+        from graphc.reads import parse_reads
+
+        named = {t.name: t for t in g.nodes if t.name is not None} | g.outputs
+        for name, sel in parse_reads(reads).items():
+            if name not in named:
+                raise GraphError(f"read {name!r} is neither an output nor a named tensor of "
+                                 f"@{g.name}", fix=f"outputs are {sorted(g.outputs)}")
+            if sel != "all":
+                check_rows(name, named[name], sel)  # type: ignore[arg-type]  # a row list
     if getattr(args, "plan", None):
         plan = load_plan(args.plan, g)
     else:
