@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,22 +20,7 @@ from graphc.reads import Reads
 CFG = QwenConfig(vocab=64, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ffn=64,
                  max_ctx=16)
 
-ISSUE = """
-graph @st {
-  %x = input "x" : f32[4, 16]
-  %w = param "w" : f32[16, 64]
-  %w2 = param "w2" : f32[64, 16]
-  %s = state "s" : f32[4, 16]
-  %0 = exp(%x) : f32[4, 16]
-  %v = add(%x, %0) : f32[4, 16]
-  %a = tanh(%x) : f32[4, 16]
-  %L = matmul(%a, %w) : f32[4, 64]
-  %4 = matmul(%L, %w2) : f32[4, 16]
-  %c = add(%4, %s) : f32[4, 16]
-  output %c as "y"
-  assign %s, %v
-}
-"""
+ISSUE = (Path(__file__).parent / "corpus" / "state_value_reused.gc").read_text()
 
 RNG = np.random.default_rng(0)
 
