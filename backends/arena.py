@@ -25,6 +25,22 @@ from graphc.reads import Reads
 from graphc.tensor import Tensor
 
 
+def bytes_used(plan: MemoryPlan, sizes: Mapping[str, int]) -> dict[str, int]:
+    """Per region, one past the highest byte any in-bounds placement can touch: the
+    shadow memory the sanitizer needs (a plan may claim far more than it uses)."""
+    used = dict.fromkeys(sizes, 0)
+    for t, p in plan.placements.items():
+        if p.region not in sizes or p.offset < 0:
+            continue
+        strides = p.strides if p.strides is not None and len(p.strides) == t.ndim \
+            else contiguous_strides(t.shape)
+        reach = sum((n - 1) * abs(x) for n, x in zip(t.shape, strides, strict=True) if n > 1)
+        hi = p.offset + (reach + 1) * t.itemsize
+        if hi <= sizes[p.region]:
+            used[p.region] = max(used[p.region], hi)
+    return used
+
+
 class ArenaExecutable(Executable):
     """Runs a graph inside the byte regions of its memory plan (``exe.plan``)."""
 
@@ -34,11 +50,11 @@ class ArenaExecutable(Executable):
                  states: Mapping[str, Any] | None, plan: MemoryPlan) -> None:
         super().__init__(graph, params, reads, states)
         self.plan = plan
-        self.regions = {
-            "arena": np.zeros(max(plan.arena_bytes, 1), np.uint8),
-            "state": np.zeros(max(plan.state_bytes, 1), np.uint8),
-            "param": np.zeros(max(plan.param_bytes, 1), np.uint8),
-        }
+        sizes = {"arena": plan.arena_bytes, "state": plan.state_bytes,
+                 "param": plan.param_bytes}
+        used = bytes_used(plan, sizes)  # a hand-made plan may claim far more than it uses
+        self.regions = {r: np.zeros(max(min(n, used[r]), 1), np.uint8)
+                        for r, n in sizes.items()}
         for name, t in graph.params.items():
             self.view(t)[...] = self.params[name]
         for name, t in graph.states.items():
@@ -48,8 +64,11 @@ class ArenaExecutable(Executable):
         """A NumPy view of ``t``'s planned bytes (writable; no copy)."""
         p = self.plan.placements[t]
         strides = p.strides or contiguous_strides(t.shape)
+        # an axis of extent 0 or 1 never moves, whatever stride a plan gives it
+        steps = tuple(s * t.itemsize if n > 1 else 0
+                      for s, n in zip(strides, t.shape, strict=True))
         return np.ndarray(t.shape, dtype=to_numpy(t.dtype), buffer=self.regions[p.region],
-                          offset=p.offset, strides=tuple(s * t.itemsize for s in strides))
+                          offset=p.offset, strides=steps)
 
     def read_buffer(self, t: Tensor) -> np.ndarray:
         """A copy of what ``t``'s bytes hold now -- after a run, what a runtime that

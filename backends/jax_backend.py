@@ -202,9 +202,13 @@ class JaxExecutable(Executable):
                 i_in = {nm: jax.device_put(inputs[nm], dev) for nm in st["inputs"]}
                 outs = st["fn"](st["params"], s_in, i_in, carry)
                 env.update(zip(st["exports"], outs, strict=True))
-            outputs = {n: env[t] for n, t in g.outputs.items() if n in self.reads}
-            new_state = {s.leaf_name: env[v] if not v.is_leaf else state[v.leaf_name]
-                         for s, v in g.assigns.items()}
+            leaves = {"input": inputs, "state": state, "param": self.params}
+
+            def value(t: Tensor) -> Any:  # a leaf is nobody's export: read it from its feed
+                return leaves[t.op][t.leaf_name] if t.is_leaf else env[t]
+
+            outputs = {n: value(t) for n, t in g.outputs.items() if n in self.reads}
+            new_state = {s.leaf_name: value(v) for s, v in g.assigns.items()}
             return outputs, new_state
         if self._input_sh is not None:
             inputs = {n: jax.device_put(v, self._input_sh[n]) for n, v in inputs.items()}

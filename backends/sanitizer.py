@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np
-from graphc.backends.arena import ArenaExecutable
+from graphc.backends.arena import ArenaExecutable, bytes_used
 from graphc.backends.reference import evaluate_node, rule_for
 from graphc.passes.aliasing import Violation
 from graphc.passes.memory import MemoryPlan, Placement
@@ -134,7 +134,9 @@ class SanitizedArenaExecutable(ArenaExecutable):
         sizes = {"arena": plan.arena_bytes, "state": plan.state_bytes,
                  "param": plan.param_bytes}
         huge = [r for r, n in sizes.items() if n > MAX_REGION_BYTES]
-        self.regions = {r: np.zeros(1 if r in huge else max(n, 1), np.uint8)
+        self._sizes = sizes  # what the plan claims; memory is held only for the bytes used
+        used = bytes_used(plan, sizes)
+        self.regions = {r: np.zeros(1 if r in huge else max(min(n, used[r]), 1), np.uint8)
                         for r, n in sizes.items()}
         self._owner = {r: np.full(b.size, NEVER, np.int64) for r, b in self.regions.items()}
         self._logical = {r: np.zeros(b.size, np.int64) for r, b in self.regions.items()}
@@ -175,7 +177,7 @@ class SanitizedArenaExecutable(ArenaExecutable):
         if p.region not in self.regions:
             return _Problem("out-of-bounds", t, f"{lt} is placed in unknown region "
                             f"{p.region!r}", f"place {lt} in one of {_REGIONS}")
-        size = self.regions[p.region].size
+        size = self._sizes[p.region]
         itemsize = t.itemsize
         if p.offset % itemsize:
             return _Problem("misaligned", t, f"{lt} ({t.dtype}) starts at byte {p.offset} of "
@@ -185,6 +187,8 @@ class SanitizedArenaExecutable(ArenaExecutable):
         if len(strides) != t.ndim:
             return _Problem("bad-layout", t, f"{lt} has shape {t.shape} but strides {strides}",
                             f"give {lt} one stride per dimension (or strides=None)")
+        # an axis of extent 0 or 1 never moves: its stride touches no byte
+        strides = tuple(x if n > 1 else 0 for x, n in zip(strides, t.shape, strict=True))
         if not 0 <= p.offset <= size or any(abs(x) * itemsize > max(size, itemsize)
                                             for x in strides):
             return _Problem("out-of-bounds", t, f"{lt} starts at byte {p.offset} with strides "

@@ -23,6 +23,14 @@ def _optimize(g: Graph, rd: Reads, pipeline: str, report: CompileReport) -> tupl
     text = pipeline_for(rd, pipeline)
     if text:
         pm = PassManager(text)
+        for p in pm.passes[1:]:  # a pass that reads for itself must read what the call does
+            own = p.options().get("reads")
+            if own and dict(normalize_reads(g, own)[1].rows) != dict(rd.rows):
+                raise GraphError(
+                    f"pipeline pass {p.spec()} reads other rows than this call "
+                    f"(reads={rd.to_text()})",
+                    fix="drop reads= from the pipeline: compile records the call's reads in "
+                        "the IR before the pipeline runs")
         g2 = pm.run(g)
         report.passes = [p.spec() for p in pm.passes]
         missing = [n for n in rd.rows if n not in g2.outputs]

@@ -923,7 +923,10 @@ def infer(
     (op, attributes, operand types) many times over.
     """
     try:
-        key = (op_name, tuple(attrs.items()), tuple(shapes), tuple(dtypes))
+        items = tuple(attrs.items())
+        # repr tells apart what == merges (-0.0 and 0.0, 1 and 1.0 and True), so a value
+        # is never swapped for an equal one canonicalized earlier
+        key = (op_name, items, repr(items), tuple(shapes), tuple(dtypes))
         hash(key)
     except TypeError:  # an unhashable attribute value: nothing to memoize, check it as is
         return _infer(op_name, shapes, dtypes, attrs)
@@ -933,9 +936,9 @@ def infer(
 
 @functools.lru_cache(maxsize=1 << 16)
 def _infer_memo(
-    key: tuple[str, tuple[tuple[str, Any], ...], tuple[Shape, ...], tuple[str, ...]],
+    key: tuple[str, tuple[tuple[str, Any], ...], str, tuple[Shape, ...], tuple[str, ...]],
 ) -> tuple[dict[str, Any], Shape, str]:
-    op_name, attr_items, shapes, dtypes = key
+    op_name, attr_items, _, shapes, dtypes = key
     return _infer(op_name, list(shapes), list(dtypes), dict(attr_items))
 
 

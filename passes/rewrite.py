@@ -35,6 +35,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from types import MappingProxyType
 from typing import Any
 
 from graphc.passes.base import Pass, register_pass
@@ -44,6 +45,13 @@ from graphc.graph import Graph
 from graphc.ops import OP_TABLE
 from graphc.tensor import LEAF_OPS, Tensor
 from graphc.verifier import verify as verify_graph
+
+
+def without_inplace(t: Tensor) -> dict[str, Any]:
+    """``t``'s attributes without ``inplace``: what a pass gives a node whose operand 0 it
+    replaced by another value, since a forced in-place write was asked for over the
+    operand the user wrote (writing over the new one may clobber a value still read)."""
+    return {k: v for k, v in t.attrs.items() if k != "inplace"}
 
 
 class Rebuilder:
@@ -75,6 +83,7 @@ class Rebuilder:
         self.dst = Graph(src.name)
         self.map = {}
         self._leaves: dict[Tensor, Tensor] = {}  # the copies themselves, kept if replaced
+        self._replaced: set[Tensor] = set()  # src tensors whose image is another value
         nodes, leaves = self.dst._nodes, self.dst._leaves
         for t in src._nodes:
             if t.op in LEAF_OPS:  # a valid leaf stays valid: copy it without re-checking
@@ -105,6 +114,8 @@ class Rebuilder:
         ``dst.apply`` and its checks (GraphError).
         """
         ins = tuple(self.map[i] for i in t.inputs) if inputs is None else tuple(inputs)
+        if t.inplace and attrs is None and t.inputs[0] in self._replaced:
+            attrs = without_inplace(t)  # inplace=True was about the operand replaced
         same = attrs is None and len(ins) == len(t.inputs)
         if same:
             dst = self.dst
@@ -150,6 +161,7 @@ class Rebuilder:
                              "so its users would not follow", node=old,
                              fix="replace a node before copying its users")
         self.map[old] = new
+        self._replaced.add(old)
         return new
 
     def finish(self, outputs: Mapping[str, Tensor] | None = None,
@@ -333,10 +345,14 @@ class _Sweep:
         rb = Rebuilder(src)
         dst, image, table = rb.dst, rb.map, self.table
         nodes = dst._nodes
+        replaced: set[Tensor] = set()
         for t in src._nodes:
             if t.op in LEAF_OPS:
                 continue
-            node = Tensor._trusted(dst, t.op, tuple(image[i] for i in t.inputs), t.attrs,
+            attrs = t.attrs
+            if t.inplace and t.inputs[0] in replaced:  # it asked to write over another value
+                attrs = MappingProxyType(without_inplace(t))
+            node = Tensor._trusted(dst, t.op, tuple(image[i] for i in t.inputs), attrs,
                                    t.shape, t.dtype, t.name)
             if t.op not in table:
                 nodes.append(node)
@@ -350,6 +366,8 @@ class _Sweep:
                 self._keep_used(node, value, nodes, mark)
                 self.settled &= settled
             image[t] = value
+            if value is not node:
+                replaced.add(t)
         return rb.finish()
 
     def _rewrite(self, node: Tensor, rb: Rebuilder) -> tuple[Tensor, bool]:

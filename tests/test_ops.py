@@ -229,3 +229,20 @@ def test_graph_accessors() -> None:
     other = gc.Graph("other")
     with pytest.raises(gc.GraphError, match="belongs to graph @acc"):
         other.neg(x)
+
+
+def test_equal_attributes_of_another_sign_or_type_are_kept() -> None:
+    """The shape-rule memo once handed back 0.0 for -0.0 (they compare equal)."""
+    a = gc.Graph("a")
+    a.scale(a.input("x", (2,)), 0.0)
+    g = gc.Graph("g")
+    x = g.input("x", (2,))
+    n = g.scale(x, -0.0)
+    assert math.copysign(1.0, n.attrs["s"]) == -1.0 and "s = -0.0" in gc.to_text(g)
+    m = g.scale(x, 0.0)
+    g.set_output(g.div(g.full((2,), 1.0), n), "neg")
+    g.set_output(g.div(g.full((2,), 1.0), m), "pos")
+    from graphc.passes import cse
+
+    out = gc.compile(cse(g)).run({"x": np.ones(2, np.float32)})
+    assert np.all(out["neg"] == -np.inf) and np.all(out["pos"] == np.inf)

@@ -100,3 +100,30 @@ def test_generated_reads_survive_every_pipeline(g: gc.Graph, data: st.DataObject
         np.testing.assert_allclose(got[name], value, rtol=1e-5, atol=1e-5, err_msg=name)
     for name, value in ref.state.items():
         np.testing.assert_allclose(exe.state[name], value, rtol=1e-5, atol=1e-5)
+
+
+def test_a_pipeline_that_reads_other_rows_is_refused() -> None:
+    g = gc.Graph("g")
+    g.set_output(g.exp(g.input("x", (4, 4))), "y")
+    for pipeline in ("dead-outputs{reads=y[2]}", "prune-rows{reads=y[2]}"):
+        with pytest.raises(gc.GraphError, match="reads other rows than this call"):
+            gc.compile(g, reads={"y": [0, 1]}, pipeline=pipeline)
+    gc.compile(g, reads={"y": [0, 1]}, pipeline="prune-rows{reads=y[0,1]}")  # the same: fine
+
+
+@pytest.mark.parametrize("pipeline", ["none", "fold", "cse,dce", "default"])
+def test_passes_keep_a_forced_inplace_write_legal(pipeline: str) -> None:
+    """fold turned exp(scale(x, 1), inplace) into an in-place write over the input x, and
+    cse merged a node written in place with another that was still read (found in review)."""
+    g = gc.Graph("forced")
+    x = g.input("x", (2, 2))
+    g.set_output(g.add(g.exp(g.scale(x, 1.0), inplace=True), x), "y")
+    a1, a2 = g.exp(x), g.exp(x)
+    g.set_output(g.neg(a1, inplace=True), "n")
+    g.set_output(g.relu(a2), "r")
+    feeds = {"x": np.full((2, 2), 1.0, np.float32)}
+    want = gc.compile(g).run(feeds)
+    for backend in ("reference", "arena", "jax"):
+        got = gc.compile(g, backend=backend, pipeline=pipeline).run(feeds)
+        for name, value in want.items():
+            np.testing.assert_allclose(np.asarray(got[name]), value, rtol=2e-5, err_msg=name)

@@ -309,9 +309,12 @@ def test_empty_tensors_and_huge_numbers_are_refused_without_crashing() -> None:
     n = next(t for t in g.nodes if t.op == "exp" and t.inputs[0] is y)
     for bad in (_moved(plan, x, offset=10**6), _moved(plan, x, offset=-64),
                 _moved(plan, x, offset=2**64), _with(plan, arena_bytes=2**62),
-                _moved(plan, n, strides=(2**70, 1)), _moved(plan, n, strides=(1,))):
+                _moved(plan, n, strides=(1,))):
         j = judge(g, bad)
         assert j.outcome == "caught", j.describe()
+    # a huge stride on an axis of extent 1 moves nothing: refused by a conservative rule
+    j = judge(g, _moved(plan, n, strides=(2**70, 1)))
+    assert j.outcome == "conservative" and {v.kind for v in j.static} == {"bad-layout"}
 
 
 def test_strides_of_the_wrong_rank_in_a_plan_file_are_refused() -> None:
@@ -361,3 +364,15 @@ def test_a_tap_of_another_graph_is_an_error() -> None:
         plan_memory(g, reads={"y": "all", h2: "all"})
     with pytest.raises(gc.GraphError, match="another graph"):
         check_aliasing(g, plan_memory(g), reads={"y": "all", h2: "all"})
+
+
+def test_an_empty_batch_is_safe_and_runs() -> None:
+    g = gc.Graph("empty_batch")
+    g.set_output(g.exp(g.input("x", (0, 4))), "y")
+    assert judge(g, plan_memory(g)).outcome == "safe"
+
+
+def test_a_plan_that_claims_a_huge_region_is_judged_without_allocating_it() -> None:
+    g = gc.Graph("claims")
+    g.set_output(g.exp(g.input("x", (2, 4))), "y")
+    assert judge(g, _with(plan_memory(g), arena_bytes=2**40)).outcome == "safe"
