@@ -348,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("--strategy", default="greedy-by-size",
                        choices=["greedy-by-size", "best-fit-in-order"])
         c.add_argument("--schedule", default="input",
-                       choices=["input", "breadth-first", "memory"])
+                       choices=["input", "breadth-first", "depth-first", "memory"])
         c.add_argument("--no-inplace", action="store_true", help="no planner-chosen in-place")
         if cmd == "plan":
             c.add_argument("--png", help="write a picture of the arena here")

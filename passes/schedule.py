@@ -4,10 +4,13 @@ Strategies:
 
 - ``input``: the graph's own order.
 - ``breadth-first``: level by level (Kahn's algorithm with a FIFO queue); a baseline.
+- ``depth-first``: post-order from the outputs, the order in which ggml builds a graph;
+  a baseline.
 - ``memory``: a greedy that runs, among the ready nodes, the one that allocates the least
   net memory (bytes it allocates minus bytes it lets go), preferring nodes that free
   memory. Graphs with few op nodes get an exact search over all orders instead. The
-  result is never worse than the input order on the planner's lower bound.
+  result is the best of these and the baselines (input, breadth-first, depth-first) on
+  the planner's lower bound, so it is never worse than any of them.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from graphc.ops import OP_TABLE
 from graphc.reads import ReadsArg
 from graphc.tensor import Tensor
 
-SCHEDULES = ("input", "breadth-first", "memory")
+SCHEDULES = ("input", "breadth-first", "depth-first", "memory")
 
 
 def _is_view(t: Tensor) -> bool:
@@ -156,6 +159,29 @@ def _breadth_first(g: Graph) -> list[Tensor]:
     return order
 
 
+def _depth_first(g: Graph) -> list[Tensor]:
+    """Post-order from the outputs, then the state updates, operands in order: the order in
+    which ggml builds a graph (``ggml_build_forward_expand``). Leaves come first; nodes no
+    root needs follow in graph order."""
+    order = [t for t in g.node_view if t.is_leaf]
+    seen = set(order)
+    roots = [*g.output_view.values(), *g.assign_view.values()]
+    for root in roots:
+        stack: list[tuple[Tensor, int]] = [(root, 0)]
+        while stack:
+            t, k = stack.pop()
+            if t in seen:
+                continue
+            if k < len(t.inputs):
+                stack.append((t, k + 1))
+                stack.append((t.inputs[k], 0))
+                continue
+            seen.add(t)
+            order.append(t)
+    order += [t for t in g.node_view if t not in seen]
+    return order
+
+
 def schedule(g: Graph, strategy: str = "memory", reads: ReadsArg = None,
              exact_limit: int = 12) -> list[Tensor]:
     """A topological order of ``g`` chosen by ``strategy`` (see the module doc).
@@ -170,8 +196,11 @@ def schedule(g: Graph, strategy: str = "memory", reads: ReadsArg = None,
         return list(g.node_view)
     if strategy == "breadth-first":
         return _breadth_first(g)
+    if strategy == "depth-first":
+        return _depth_first(g)
     sim = _Sim(g, kept_after_run(g, reads))
-    candidates = [list(g.node_view), _greedy(g, sim)]
+    # every baseline is a candidate too, so the memory order is never worse than any
+    candidates = [list(g.node_view), _greedy(g, sim), _depth_first(g), _breadth_first(g)]
     if len(sim.nodes) <= exact_limit:
         candidates.append(_exact(g, sim))
     scored = [(arena_lower_bound(g, c, reads), k) for k, c in enumerate(candidates)]

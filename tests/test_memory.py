@@ -486,3 +486,23 @@ def test_plan_cli_png(tap_file: Path, tmp_path: Path, capsys: pytest.CaptureFixt
     assert "lower bound" in capsys.readouterr().out
     assert main(["plan", str(tap_file), "--reads", "logits+h", "--strategy",
                  "best-fit-in-order", "--png", str(png)]) == 1
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_memory_schedule_never_worse_than_any_baseline(seed: int) -> None:
+    for g in (random_branchy(50, seed=seed), unet_like(depth=3, seed=seed)):
+        best = peak_bytes(g, schedule(g, "memory"))
+        for base in ("input", "breadth-first", "depth-first"):
+            assert best <= peak_bytes(g, schedule(g, base)), base
+
+
+def test_depth_first_is_a_post_order_from_the_outputs() -> None:
+    g = gc.Graph("dfs")
+    x = g.input("x", (2, 2))
+    a = g.exp(x, name="a")
+    b = g.neg(x, name="b")
+    c = g.add(a, g.tanh(b, name="tb"), name="c")
+    g.set_output(c, "y")
+    g.neg(x, name="dead")
+    names = [t.name for t in schedule(g, "depth-first")]
+    assert names == ["x", "a", "b", "tb", "c", "dead"]
