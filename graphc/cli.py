@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from graphc.graph import Graph
     from graphc.passes.aliasing import Violation
     from graphc.passes.cost import CostReport
-    from graphc.passes.memory import MemoryPlan
+    from graphc.passes.memory import MemoryPlan, Peak
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -220,6 +220,12 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     g, _, plan, found = _plan_and_check(args)
+    if args.peak and args.json:  # machine-readable: the peak alone
+        from graphc.passes.memory import peak
+
+        _print_peak(g, peak(g, plan.order, args.reads or None, inplace=not args.no_inplace),
+                    True)
+        return EXIT_OK if not found else EXIT_PROBLEMS
     table = Table(title=f"memory plan of @{g.name} ({plan.strategy}, {args.schedule} order)")
     for col in ("arena bytes", "lower bound", "ratio", "in-place writes", "state bytes",
                 "param bytes", "violations"):
@@ -234,12 +240,42 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
         save_plan(plan, g, args.output)
         print(f"wrote {args.output}")
+    top = None
+    if args.peak or args.png:
+        from graphc.passes.memory import peak
+
+        top = peak(g, plan.order, args.reads or None, inplace=not args.no_inplace)
+    if args.peak and top is not None:
+        _print_peak(g, top, args.json)
     if args.png:
         from graphc.tools.plot import plot_plan
 
-        plot_plan(g, plan, args.png, found)
+        plot_plan(g, plan, args.png, found, peak_step=top.step if top else None)
         print(f"wrote {args.png}")
     return EXIT_OK if not found else EXIT_PROBLEMS
+
+
+def _print_peak(g: Graph, top: Peak, as_json: bool) -> None:
+    """Print the buffers live at the peak step as a table, or as JSON."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from graphc.naming import label, ssa_names
+
+    if as_json:
+        print(json.dumps(top.to_dict(ssa_names(g)), indent=1))
+        return
+    table = Table(title=f"peak: {top.nbytes:,} B live at step {top.step}")
+    for col, justify in (("buffer", "left"), ("op", "left"), ("bytes", "right"),
+                         ("why it is live", "left")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]  # a literal
+    for e in top.entries:
+        name = label(e.tensor) + (f" (+{len(e.members)} in place)" if e.members else "")
+        table.add_row(name, e.tensor.op, f"{e.nbytes:,}", e.why)
+    Console(width=120).print(table)
+    print(f"peak: {top.nbytes:,} B at step {top.step}, {len(top.entries)} buffers live")
 
 
 def _cmd_fuzz(args: argparse.Namespace) -> int:
@@ -352,6 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("--no-inplace", action="store_true", help="no planner-chosen in-place")
         if cmd == "plan":
             c.add_argument("--png", help="write a picture of the arena here")
+            c.add_argument("--peak", action="store_true",
+                           help="list the buffers live at the peak step and why")
+            c.add_argument("--json", action="store_true", help="with --peak: print JSON")
             c.add_argument("-o", "--output", help="save the plan here as JSON (atomically)")
         else:
             c.add_argument("--plan", help="check this plan file (JSON) instead of planning")
@@ -400,6 +439,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GraphError as e:
         print(e, file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:  # the reader of our output went away (| head): nothing to say
+        return EXIT_OK
     except OSError as e:  # a file we were asked to write (or read) cannot be
         where = f" {e.filename}" if e.filename else ""
         print(f"error: {e.strerror or e}:{where}", file=sys.stderr)

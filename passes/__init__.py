@@ -20,7 +20,7 @@ from graphc.passes.cse import cse
 from graphc.passes.dce import dce, dead_outputs
 from graphc.passes.fold import fold
 from graphc.passes.manager import PassError, PassManager, parse_pipeline, pipeline_for
-from graphc.passes.memory import MemoryPlan, Placement, plan_memory
+from graphc.passes.memory import MemoryPlan, Peak, Placement, peak, plan_memory
 from graphc.passes.plan_io import load_plan, save_plan
 from graphc.passes.rewrite import (
     Rebuilder,
@@ -55,6 +55,7 @@ __all__ = [
     "Pass",
     "PassError",
     "PassManager",
+    "Peak",
     "Placement",
     "Rebuilder",
     "RewriteError",
@@ -74,6 +75,7 @@ __all__ = [
     "optimize_for_reads",
     "parse_pipeline",
     "pattern_pass",
+    "peak",
     "peak_bytes",
     "pipeline_for",
     "plan_memory",

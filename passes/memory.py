@@ -307,6 +307,79 @@ def arena_lower_bound(g: Graph, order: Sequence[Tensor], reads: ReadsArg = None,
     return lower_bound([b for b in buffers if b.region == "arena"], len(order))
 
 
+@dataclass(frozen=True)
+class PeakEntry:
+    """One buffer live at the peak step: the value that owns it (``tensor``, with the
+    values written in place over it in ``members``), its ``nbytes`` and ``why`` it is
+    still live (its next in-graph reader, or what reads it after the run)."""
+
+    tensor: Tensor
+    nbytes: int
+    why: str
+    members: tuple[Tensor, ...] = ()
+
+
+@dataclass(frozen=True)
+class Peak:
+    """Where an order's arena peaks: the ``step``, the live ``nbytes`` there and the
+    buffers live then, largest first."""
+
+    step: int
+    nbytes: int
+    entries: tuple[PeakEntry, ...]
+
+    def to_dict(self, names: Mapping[Tensor, str]) -> dict[str, object]:
+        """JSON-ready data, tensors by their text-format names."""
+        return {"step": self.step, "bytes": self.nbytes, "buffers": [
+            {"tensor": names[e.tensor], "op": e.tensor.op, "bytes": e.nbytes, "why": e.why,
+             "members": [names[m] for m in e.members]} for e in self.entries]}
+
+
+def peak(g: Graph, order: Sequence[Tensor] | None = None, reads: ReadsArg = None,
+         inplace: bool = True) -> Peak:
+    """The step at which ``order`` (default: the graph's) holds the most arena bytes, as
+    the planner counts them (its lower bound), and every buffer live there with why."""
+    order = check_order(g, order if order is not None else g.node_view)
+    keep = kept_after_run(g, reads)
+    buffers = [b for b in _buffers(g, order, keep, False, inplace)[0] if b.region == "arena"]
+    delta: dict[int, int] = {}
+    for b in buffers:
+        delta[b.start] = delta.get(b.start, 0) + b.size
+        delta[b.end + 1] = delta.get(b.end + 1, 0) - b.size
+    best_step, best, live = -1, 0, 0
+    for step in sorted(delta):
+        live += delta[step]
+        if live > best:
+            best_step, best = step, live
+    readers: dict[Tensor, list[int]] = {}
+    for k, t in enumerate(order):
+        for o in t.inputs:
+            readers.setdefault(o, []).append(k)
+    outputs = {t: n for n, t in g.output_view.items()}
+    assigned = {v: s for s, v in g.assign_view.items()}
+    entries = []
+    for b in buffers:
+        if not b.start <= best_step <= b.end:
+            continue
+        why = "read later"
+        for t in reversed(b.members):  # the value the buffer holds now explains it
+            later = [k for k in readers.get(t, []) if k >= best_step]
+            if later:
+                why = f"read by {order[later[0]].op} at step {later[0]}"
+            elif t in outputs:
+                why = f"output {outputs[t]!r}, read after the run"
+            elif t in assigned:
+                why = f"new value of state {assigned[t].name!r}, read after the run"
+            elif t in keep:
+                why = "a tap, read after the run"
+            else:
+                continue
+            break
+        entries.append(PeakEntry(b.members[0], b.size, why, tuple(b.members[1:])))
+    entries.sort(key=lambda e: -e.nbytes)
+    return Peak(best_step, max(best, 0), tuple(entries))
+
+
 def plan_memory(
     g: Graph,
     order: Sequence[Tensor] | None = None,

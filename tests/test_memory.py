@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -506,3 +507,24 @@ def test_depth_first_is_a_post_order_from_the_outputs() -> None:
     g.neg(x, name="dead")
     names = [t.name for t in schedule(g, "depth-first")]
     assert names == ["x", "a", "b", "tb", "c", "dead"]
+
+
+def test_peak_lists_what_is_live_and_why(tap_file: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from graphc.passes import peak
+    from graphc.passes.memory import arena_lower_bound
+
+    for g in (build_main(CFG, 8), random_branchy(40, seed=1)):
+        order = schedule(g, "memory")
+        top = peak(g, order)
+        assert top.nbytes == arena_lower_bound(g, order) == sum(e.nbytes for e in top.entries)
+        assert all(e.why for e in top.entries)
+    g = gc.parse_text((Path(__file__).parent / "corpus" / "state_value_reused.gc").read_text())
+    whys = {e.tensor.name: e.why for e in peak(g).entries}
+    assert whys["v"] == "new value of state 's', read after the run"
+    assert main(["plan", str(tap_file), "--peak"]) == 0
+    assert "why it is live" in capsys.readouterr().out
+    assert main(["plan", str(tap_file), "--peak", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["bytes"] == sum(b["bytes"] for b in data["buffers"]) > 0
+    assert {"tensor", "op", "bytes", "why", "members"} <= set(data["buffers"][0])

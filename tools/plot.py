@@ -14,8 +14,9 @@ from graphc.tensor import Tensor
 
 
 def plot_plan(g: Graph, plan: MemoryPlan, path: str, violations: Sequence[Violation] = (),
-              title: str | None = None) -> None:
-    """Write a PNG of the arena of ``plan`` to ``path`` (matplotlib, no display needed)."""
+              title: str | None = None, peak_step: int | None = None) -> None:
+    """Write a PNG of the arena of ``plan`` to ``path`` (matplotlib, no display needed);
+    ``peak_step`` draws a line at the step where the arena peaks."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -56,6 +57,10 @@ def plot_plan(g: Graph, plan: MemoryPlan, path: str, violations: Sequence[Violat
                label=f"arena {plan.arena_bytes:,} B")
     ax.set_xlim(-1.5, n + 1)
     ax.set_ylim(0, max(plan.arena_bytes, plan.lower_bound_bytes, 1) * 1.08)
+    if peak_step is not None:
+        ax.axvline(peak_step + 0.5, color="tab:orange", linestyle="--", linewidth=1.2,
+                   label=f"peak (step {peak_step})")
+        ax.legend(loc="upper right")
     ax.set_xlabel("step")
     ax.set_ylabel("arena offset (bytes)")
     ax.set_title(title or f"@{g.name}: {plan.strategy}, ratio {plan.ratio:.3f}"
