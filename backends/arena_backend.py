@@ -16,7 +16,7 @@ from graphc.reads import Reads
 
 
 def build(graph: Graph, params: Any, reads: Reads, states: Any = None, *,
-          plan: MemoryPlan | None = None, check: bool = True, strategy: str = "greedy-by-size",
+          plan: MemoryPlan | None = None, check: bool = True, strategy: str = "auto",
           schedule: str = "input", report: Any = None, sanitize: bool = False,
           **options: Any) -> ArenaExecutable:
     """Backend entry point: plan (unless ``plan`` is given), check unless ``check=False``,

@@ -225,7 +225,7 @@ class JaxExecutable(Executable):
 
 def build(graph: Graph, params: Any, reads: Reads, states: Any = None, *,
           report: CompileReport | None = None, check: bool = True, schedule: str = "input",
-          strategy: str = "greedy-by-size", devices: Sequence[Any] | None = None,
+          strategy: str = "auto", devices: Sequence[Any] | None = None,
           split: str | None = None, **options: Any) -> JaxExecutable:
     """Backend entry point: schedule, plan and check memory, then lower and compile."""
     if options:

@@ -162,7 +162,7 @@ def _plan_and_check(args: argparse.Namespace
     else:
         order = schedule(g, args.schedule, reads=reads)
         plan = plan_memory(g, order=order, reads=reads, strategy=args.strategy,
-                           inplace=not args.no_inplace)
+                           inplace=not args.no_inplace, time_limit=args.time_limit)
     return g, reads, plan, check_aliasing(g, plan, reads)
 
 
@@ -215,10 +215,46 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return code
 
 
+def _cmd_intervals(args: argparse.Namespace) -> int:
+    """``graphc plan --intervals FILE.csv``: place bare buffers (MiniMalloc's format)."""
+    from graphc.passes.exact import greedy_by_size, solve
+    from graphc.passes.intervals import (
+        check_solution,
+        height,
+        max_live,
+        read_intervals,
+        write_intervals,
+    )
+
+    buffers = read_intervals(args.intervals)
+    if args.capacity is not None and args.capacity < 1:
+        raise GraphError(f"--capacity must be at least 1, got {args.capacity}")
+    bound = max_live(buffers)
+    greedy = height(greedy_by_size(buffers))
+    sol = solve(buffers, args.capacity, time_limit=args.time_limit)
+    assert not check_solution(sol.buffers, args.capacity if sol.fits else None)
+    cap = f", capacity {args.capacity:,} B" if args.capacity is not None else ""
+    print(f"{args.intervals}: {len(buffers)} buffers, max-live bound {bound:,} B{cap}")
+    print(f"  greedy-by-size: {greedy:,} B ({greedy / max(bound, 1):.3f}x the bound)")
+    print(f"  exact: {sol.height:,} B ({sol.height / max(bound, 1):.3f}x the bound), "
+          f"{sol.status}{'' if sol.fits else ', does NOT fit the capacity'}, "
+          f"{sol.seconds:.2f} s")
+    if args.output:
+        write_intervals(args.output, sol.buffers)
+        print(f"wrote {args.output}")
+    return EXIT_OK if sol.fits else EXIT_PROBLEMS
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    if args.intervals:
+        if args.file:
+            raise GraphError("give a graph file or --intervals, not both")
+        return _cmd_intervals(args)
+    if not args.file:
+        raise GraphError("graphc plan needs a graph file (or --intervals FILE.csv)")
     g, _, plan, found = _plan_and_check(args)
     if args.peak and args.json:  # machine-readable: the peak alone
         from graphc.passes.memory import peak
@@ -240,6 +276,13 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
         save_plan(plan, g, args.output)
         print(f"wrote {args.output}")
+    if args.write_intervals:
+        from graphc.passes.intervals import write_intervals
+        from graphc.passes.memory import plan_intervals
+
+        write_intervals(args.write_intervals, plan_intervals(
+            g, plan, args.reads or None, inplace=not args.no_inplace))
+        print(f"wrote {args.write_intervals}")
     top = None
     if args.peak or args.png:
         from graphc.passes.memory import peak
@@ -378,11 +421,13 @@ def build_parser() -> argparse.ArgumentParser:
         ("plan", "print arena size, lower bound and ratio; --png draws the arena", _cmd_plan),
     ):
         c = sub.add_parser(cmd, help=helptext)
-        c.add_argument("file")
+        c.add_argument("file", nargs="?" if cmd == "plan" else None)
         c.add_argument("--reads", help='what the caller reads after the run, e.g. '
                                        '"logits[-1]+h" (a non-output name is a tap)')
         c.add_argument("--strategy", default="greedy-by-size",
-                       choices=["greedy-by-size", "best-fit-in-order"])
+                       choices=["greedy-by-size", "best-fit-in-order", "exact", "auto"])
+        c.add_argument("--time-limit", type=float, default=10.0,
+                       help="seconds for the exact planner (strategies exact and auto)")
         c.add_argument("--schedule", default="input",
                        choices=["input", "breadth-first", "depth-first", "memory"])
         c.add_argument("--no-inplace", action="store_true", help="no planner-chosen in-place")
@@ -391,6 +436,13 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument("--peak", action="store_true",
                            help="list the buffers live at the peak step and why")
             c.add_argument("--json", action="store_true", help="with --peak: print JSON")
+            c.add_argument("--intervals", metavar="CSV",
+                           help="place bare buffers (id,lower,upper,size) instead of a graph")
+            c.add_argument("--capacity", type=int, default=None,
+                           help="with --intervals: the bytes the placement must fit in")
+            c.add_argument("--write-intervals", metavar="CSV",
+                           help="save the plan's arena as bare buffers (id,lower,upper,size,"
+                                "offset)")
             c.add_argument("-o", "--output", help="save the plan here as JSON (atomically)")
         else:
             c.add_argument("--plan", help="check this plan file (JSON) instead of planning")

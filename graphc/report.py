@@ -20,6 +20,8 @@ class CompileReport:
     flops_after: int = 0
     arena_bytes: int | None = None
     lower_bound_bytes: int | None = None
+    plan_strategy: str | None = None
+    plan_certificate: str = ""
     state_bytes: int | None = None
     passes_seconds: float = 0.0
     plan_seconds: float = 0.0
@@ -33,6 +35,7 @@ class CompileReport:
     def record_plan(self, plan: Any, seconds: float) -> None:
         """Note the memory plan made for this compile and the time it took."""
         self.arena_bytes, self.lower_bound_bytes = plan.arena_bytes, plan.lower_bound_bytes
+        self.plan_strategy, self.plan_certificate = plan.strategy, plan.certificate
         self.state_bytes = plan.state_bytes
         self.plan_seconds = seconds
 
@@ -53,7 +56,9 @@ class CompileReport:
                     else "")]
         if self.arena_bytes is not None:
             lines.append(f"planned arena {self.arena_bytes:,} B (lower bound "
-                         f"{self.lower_bound_bytes:,} B), state {self.state_bytes:,} B")
+                         f"{self.lower_bound_bytes:,} B, {self.plan_strategy}"
+                         + (f": {self.plan_certificate}" if self.plan_certificate else "")
+                         + f"), state {self.state_bytes:,} B")
         times = f"graphc passes {self.passes_seconds:.4f} s, planning {self.plan_seconds:.4f} s"
         if self.trace_seconds is not None:
             times += (f"; JAX trace {self.trace_seconds:.4f} s, compile "

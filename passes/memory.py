@@ -35,6 +35,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from graphc.passes.exact import solve
+from graphc.passes.intervals import Buffer
+
 from graphc.errors import GraphError
 from graphc.graph import Graph
 from graphc.naming import ssa_names
@@ -43,7 +46,7 @@ from graphc.reads import ReadsArg, parse_reads
 from graphc.tensor import Tensor
 
 Region = Literal["arena", "state", "param"]
-STRATEGIES = ("greedy-by-size", "best-fit-in-order")
+STRATEGIES = ("greedy-by-size", "best-fit-in-order", "exact", "auto")
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ class MemoryPlan:
     strategy: str = "custom"
     alignment: int = 64
     kept: frozenset[Tensor] = field(default_factory=frozenset)
+    certificate: str = ""  # what the planner proved about arena_bytes, if anything
 
     @property
     def ratio(self) -> float:
@@ -90,7 +94,8 @@ class MemoryPlan:
         """One line: strategy, arena, lower bound, ratio, in-place writes."""
         return (f"{self.strategy}: arena {self.arena_bytes:,} B, lower bound "
                 f"{self.lower_bound_bytes:,} B (ratio {self.ratio:.3f}), "
-                f"{len(self.inplace_pairs)} in-place writes, state {self.state_bytes:,} B")
+                f"{len(self.inplace_pairs)} in-place writes, state {self.state_bytes:,} B"
+                + (f"; {self.certificate}" if self.certificate else ""))
 
 
 def fingerprint(g: Graph) -> str:
@@ -387,13 +392,18 @@ def plan_memory(
     strategy: str = "greedy-by-size",
     inplace: bool = True,
     alignment: int = 64,
+    time_limit: float = 10.0,
 ) -> MemoryPlan:
     """Plan every tensor of ``g`` (see the module doc).
 
     ``order``: a topological order (default: the graph's). ``reads``: what the caller reads
     after the run, outputs and taps alike (default: every output). ``inplace``: let the
     planner write results in place where that is legal (nodes marked ``inplace=True``
-    always are). Returns a :class:`MemoryPlan`.
+    always are). ``strategy="exact"`` places the arena with
+    :func:`graphc.passes.exact.solve` (a search over canonical placements, at most
+    ``time_limit`` seconds); ``"auto"`` keeps greedy-by-size when it meets the max-live
+    bound and tries the exact planner otherwise, keeping the smaller arena. The plan's
+    ``certificate`` says what was proven. Returns a :class:`MemoryPlan`.
     """
     if strategy not in STRATEGIES:
         raise GraphError(f"unknown planning strategy {strategy!r}", fix=f"use one of {STRATEGIES}")
@@ -407,10 +417,15 @@ def plan_memory(
         return _view_root(t, view_src)
 
     arena = [b for b in buffers if b.region == "arena"]
+    certificate = ""
     if ggml:
         arena_bytes = _best_fit_in_order(arena, alignment)
     else:
         arena_bytes = _greedy_by_size(arena, alignment)
+        if strategy == "auto" and arena_bytes <= _aligned_bound(arena, alignment):
+            certificate = "optimal: greedy-by-size meets the max-live bound (in aligned units)"
+        elif strategy in ("exact", "auto"):
+            arena_bytes, certificate = _exact(arena, alignment, time_limit, arena_bytes)
     sizes = {"state": 0, "param": 0}
     for b in buffers:
         if b.region != "arena":
@@ -435,8 +450,59 @@ def plan_memory(
         graph_name=g.name, order=order, placements=placements, arena_bytes=arena_bytes,
         state_bytes=sizes["state"], param_bytes=sizes["param"],
         lower_bound_bytes=lower_bound(arena, len(order)), fingerprint=fingerprint(g),
-        strategy=strategy, alignment=alignment, kept=frozenset(keep),
+        strategy=strategy, alignment=alignment, kept=frozenset(keep), certificate=certificate,
     )
+
+
+def plan_intervals(g: Graph, plan: MemoryPlan, reads: ReadsArg = None,
+                   inplace: bool = True) -> list[Buffer]:
+    """The arena of ``plan`` as bare buffers (MiniMalloc's form): one per arena buffer,
+    live on ``[first step + 1, last step + 2)`` (leaves are written at step 0), with the
+    plan's offset; ``reads`` and ``inplace`` as the plan was made with. The same solvers
+    and validators then serve graphs and interval sets."""
+    ggml = plan.strategy == "best-fit-in-order"
+    keep = kept_after_run(g, reads, taps=not ggml)
+    buffers = _buffers(g, list(plan.order), keep, ggml, inplace)[0]
+    arena = [b for b in buffers if b.region == "arena"]
+    return [Buffer(k, b.start + 1, b.end + 2, b.size, plan.placements[b.members[0]].offset)
+            for k, b in enumerate(arena)]
+
+
+def _exact(arena: list[_Buffer], alignment: int, time_limit: float, greedy: int
+           ) -> tuple[int, str]:
+    """Place ``arena`` with the exact planner when it beats the greedy placement already
+    set (``greedy`` bytes); return the arena size and the certificate."""
+    # in units of the alignment: every offset is aligned, so each buffer takes whole units
+    a = max(alignment, 1)
+    problem = [Buffer(k, b.start + 1, b.end + 2, -(-b.size // a)) for k, b in enumerate(arena)]
+    sol = solve(problem, None, time_limit=time_limit)
+    height = sol.height * a
+    if sol.status == "optimal":
+        certificate = "optimal: equals the max-live bound (in aligned units)"
+    else:
+        certificate = (f"best found {height:,} B, bound {sol.lower_bound * a:,} B, gap "
+                       f"{sol.gap:.1%} after {sol.seconds:.1f} s")
+    if height >= greedy:
+        return greedy, certificate.replace("best found", "greedy kept: best found")
+    for b, placed in zip(arena, sol.buffers, strict=True):
+        assert placed.offset is not None  # solve places every buffer
+        b.offset = placed.offset * a
+    return height, certificate
+
+
+def _aligned_bound(arena: Sequence[_Buffer], alignment: int) -> int:
+    """The max-live bound when every buffer takes whole units of ``alignment`` bytes."""
+    a = max(alignment, 1)
+    events: dict[int, int] = {}
+    for b in arena:
+        size = -(-b.size // a) * a
+        events[b.start] = events.get(b.start, 0) + size
+        events[b.end + 1] = events.get(b.end + 1, 0) - size
+    best = live = 0
+    for step in sorted(events):
+        live += events[step]
+        best = max(best, live)
+    return best
 
 
 def lower_bound(buffers: Sequence[_Buffer], n_steps: int) -> int:

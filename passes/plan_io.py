@@ -54,6 +54,7 @@ class PlanModel(BaseModel):
     order: list[str]
     placements: dict[str, PlacementModel]
     kept: list[str] = Field(default_factory=list)
+    certificate: str = ""
 
 
 def plan_json_schema() -> dict[str, object]:
@@ -82,7 +83,7 @@ def plan_to_json(plan: MemoryPlan, g: Graph) -> str:
             inplace_of=None if p.inplace_of is None else name(p.inplace_of),
             strides=None if p.strides is None else list(p.strides))
             for t, p in plan.placements.items()},
-        kept=sorted(name(t) for t in plan.kept),
+        kept=sorted(name(t) for t in plan.kept), certificate=plan.certificate,
     )
     return model.model_dump_json(indent=1, exclude_defaults=False) + "\n"
 
@@ -140,7 +141,7 @@ def plan_from_json(text: str, g: Graph, source: str = "<plan>") -> MemoryPlan:
         placements=placements, arena_bytes=model.arena_bytes, state_bytes=model.state_bytes,
         param_bytes=model.param_bytes, lower_bound_bytes=model.lower_bound_bytes,
         fingerprint=model.fingerprint, strategy=model.strategy, alignment=model.alignment,
-        kept=frozenset(tensor(n, "kept") for n in model.kept))
+        kept=frozenset(tensor(n, "kept") for n in model.kept), certificate=model.certificate)
 
 
 def save_plan(plan: MemoryPlan, g: Graph, path: str | Path) -> None:

@@ -16,17 +16,23 @@ from graphc.passes.schedule import schedule as make_order
 from graphc.graph import Graph
 from graphc.reads import ReadsArg
 
+PLAN_TIME_LIMIT = 2.0
+"""Seconds a compile spends at most on the exact planner when greedy misses the bound."""
+
 
 def plan_and_prove(g: Graph, reads: ReadsArg = None, *, plan: MemoryPlan | None = None,
-                   schedule: str = "input", strategy: str = "greedy-by-size",
-                   check: bool = True, report: Any = None) -> MemoryPlan:
+                   schedule: str = "input", strategy: str = "auto",
+                   check: bool = True, report: Any = None,
+                   time_limit: float = PLAN_TIME_LIMIT) -> MemoryPlan:
     """Plan ``g`` (unless ``plan`` is given) over the ``schedule`` order, prove the plan
     safe for ``reads`` (AliasError otherwise; ``check=False`` skips the proof), and record
-    it in ``report`` (a CompileReport)."""
+    it in ``report`` (a CompileReport). The default strategy ``auto`` keeps greedy when it
+    meets the max-live bound and otherwise spends up to ``time_limit`` seconds on the exact
+    planner."""
     t0 = time.perf_counter()
     if plan is None:
         plan = plan_memory(g, order=make_order(g, schedule, reads=reads), reads=reads,
-                           strategy=strategy)
+                           strategy=strategy, time_limit=time_limit)
     if check:
         assert_safe(g, plan, reads)
     if report is not None:
