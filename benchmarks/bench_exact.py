@@ -3,7 +3,8 @@
 Run: python benchmarks/bench_exact.py [--quick] [--time-limit S] [--data DIR] [--cp-sat]
 
 For each instance ``*.CAPACITY.csv`` in DIR (default ``$GRAPHC_MINIMALLOC`` or
-/work/shared/data/minimalloc) prints the buffers, the max-live lower bound, greedy by size
+../shared/data/minimalloc beside the repository) prints the buffers, the max-live lower
+bound, greedy by size
 (height / bound and whether it fits the capacity), then :func:`graphc.passes.exact.solve`
 twice: asked to fit the capacity, and asked for the lowest height it can find, each with
 height / bound, status and wall time (at most the time limit, 60 s by default; 10 s with
@@ -22,7 +23,8 @@ from pathlib import Path
 from graphc.passes.exact import Solution, greedy_by_size, solve
 from graphc.passes.intervals import Buffer, check_solution, height, max_live, read_intervals
 
-DEFAULT_DATA = Path(os.environ.get("GRAPHC_MINIMALLOC", "/work/shared/data/minimalloc"))
+DEFAULT_DATA = Path(os.environ.get(
+    "GRAPHC_MINIMALLOC", Path(__file__).resolve().parents[2] / "shared" / "data" / "minimalloc"))
 
 
 def _checked(sol: Solution, bufs: list[Buffer], capacity: int | None) -> Solution:

@@ -21,7 +21,8 @@ from graphc.passes.intervals import (
 
 from graphc.errors import GraphError
 
-MINIMALLOC = Path("/work/shared/data/minimalloc")
+# the shared data sits beside the repository
+MINIMALLOC = Path(__file__).resolve().parents[2] / "shared" / "data" / "minimalloc"
 
 
 def _random(rng: random.Random, n: int, horizon: int = 12, max_size: int = 8) -> list[Buffer]:
