@@ -14,11 +14,14 @@ from graphc.examples.qwen import QwenConfig, build_main, init_params
 from graphc.passes.aliasing import CONSERVATIVE_KINDS, KINDS, check_aliasing
 from graphc.passes.memory import MemoryPlan, plan_memory
 from graphc.passes.schedule import SCHEDULES, peak_bytes, schedule
+from hypothesis import assume, given, note
 
 import graphc as gc
 from graphc.cli import main
 from graphc.testing.dags import random_branchy, unet_like
+from graphc.testing.mutations import moved
 from graphc.testing.soundness import Tally, differential, judge
+from graphc.testing.strategies import ALL_FAMILIES, graphs
 
 CFG = QwenConfig(vocab=64, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ffn=64,
                  max_ctx=16)
@@ -197,12 +200,6 @@ def _simple() -> tuple[gc.Graph, dict[str, gc.Tensor]]:
     return g, {"x": x, "y": y, "a": a, "b": b, "c": c}
 
 
-def _moved(plan: MemoryPlan, t: gc.Tensor, **kw: object) -> MemoryPlan:
-    placements = dict(plan.placements)
-    placements[t] = dataclasses.replace(plan.placements[t], **kw)  # type: ignore[arg-type]
-    return dataclasses.replace(plan, placements=placements, order=list(plan.order))
-
-
 def _grown(plan: MemoryPlan, extra: int = 4096) -> MemoryPlan:
     return dataclasses.replace(plan, arena_bytes=plan.arena_bytes + extra,
                                placements=dict(plan.placements))
@@ -217,20 +214,20 @@ def _overlap() -> Case:
     x = g.input("x", (2, 4))
     g.set_output(g.neg(x), "y")
     plan = plan_memory(g)
-    return g, _moved(plan, x, offset=plan.placements[z].offset), None
+    return g, moved(plan, x, offset=plan.placements[z].offset), None
 
 
 def test_inputs_on_shared_bytes_are_a_real_hazard_when_both_are_read() -> None:
     g, n = _simple()
     plan = plan_memory(g)
-    j = judge(g, _moved(plan, n["y"], offset=plan.placements[n["x"]].offset))
+    j = judge(g, moved(plan, n["y"], offset=plan.placements[n["x"]].offset))
     assert "overlap" in {v.kind for v in j.static} and j.outcome == "caught"
 
 
 def _clobbered_read() -> Case:
     g, n = _simple()
     plan = plan_memory(g, inplace=False)
-    return g, _moved(plan, n["b"], offset=plan.placements[n["a"]].offset), None
+    return g, moved(plan, n["b"], offset=plan.placements[n["a"]].offset), None
 
 
 def _unmarked_tap() -> Case:
@@ -244,7 +241,7 @@ def _output_clobbered() -> Case:
     g.set_output(g.exp(d), "later")
     plan = plan_memory(g)
     out = g.outputs["out"]
-    return g, _moved(plan, d, offset=plan.placements[out].offset), None
+    return g, moved(plan, d, offset=plan.placements[out].offset), None
 
 
 def _param_written() -> Case:
@@ -269,7 +266,7 @@ def _state_misassigned() -> Case:
     e = g.exp(x, name="e")
     g.set_output(e, "e")
     plan = plan_memory(g)
-    return g, _moved(plan, e, region="state", offset=plan.placements[s].offset), None
+    return g, moved(plan, e, region="state", offset=plan.placements[s].offset), None
 
 
 def _stale_plan() -> Case:
@@ -302,14 +299,14 @@ def _missing_placement() -> Case:
 def _out_of_bounds() -> Case:
     g, n = _simple()
     plan = plan_memory(g)
-    return g, _moved(plan, n["c"], offset=plan.arena_bytes), None
+    return g, moved(plan, n["c"], offset=plan.arena_bytes), None
 
 
 def _bad_view() -> Case:
     g, n = _simple()
     t = g.slice(n["c"], 0, 0, 2, name="t")  # never read: the wrong rows do no harm yet
     plan = plan_memory(g)
-    return g, _moved(plan, t, offset=plan.placements[t].offset + 32), None
+    return g, moved(plan, t, offset=plan.placements[t].offset + 32), None
 
 
 def _bad_inplace() -> Case:
@@ -320,7 +317,7 @@ def _bad_inplace() -> Case:
     m = g.matmul(h, w, name="m")  # a matmul reads h while it writes: it cannot share h
     g.set_output(m, "y")
     plan = plan_memory(g)
-    return g, _moved(plan, m, offset=plan.placements[h].offset), None
+    return g, moved(plan, m, offset=plan.placements[h].offset), None
 
 
 def _bad_region() -> Case:
@@ -329,25 +326,25 @@ def _bad_region() -> Case:
     x = g.input("x", (2, 4))
     g.set_output(g.add(x, s), "y")
     plan = _grown(plan_memory(g))  # the state in fresh arena bytes: harmless, refused
-    return g, _moved(plan, s, region="arena", offset=plan.arena_bytes - 4096), None
+    return g, moved(plan, s, region="arena", offset=plan.arena_bytes - 4096), None
 
 
 def _bad_layout() -> Case:
     g, n = _simple()
     plan = plan_memory(g)
-    return g, _moved(plan, n["c"], nbytes=n["c"].nbytes + 4), None  # a size that lies
+    return g, moved(plan, n["c"], nbytes=n["c"].nbytes + 4), None  # a size that lies
 
 
 def _bad_label() -> Case:
     g, n = _simple()
     plan = plan_memory(g, inplace=False)
-    return g, _moved(plan, n["c"], inplace_of=n["x"]), None  # the label lies, the bytes don't
+    return g, moved(plan, n["c"], inplace_of=n["x"]), None  # the label lies, the bytes don't
 
 
 def _misaligned() -> Case:
     g, n = _simple()
     plan = _grown(plan_memory(g, inplace=False))
-    return g, _moved(plan, n["c"], offset=plan.arena_bytes - 4096 + 4), None
+    return g, moved(plan, n["c"], offset=plan.arena_bytes - 4096 + 4), None
 
 
 KIND_CASES: dict[str, Callable[[], Case]] = {
@@ -442,7 +439,7 @@ def test_arena_kv_cache_decode_matches_reference() -> None:
 def test_compile_refuses_an_unsafe_plan() -> None:
     g, n = _simple()
     plan = plan_memory(g, inplace=False)
-    bad = _moved(plan, n["b"], offset=plan.placements[n["a"]].offset, inplace_of=None)
+    bad = moved(plan, n["b"], offset=plan.placements[n["a"]].offset, inplace_of=None)
     with pytest.raises(gc.AliasError) as info:
         gc.compile(g, backend="arena", plan=bad)
     assert "clobbered-read" in str(info.value) and len(info.value.violations) == 1
@@ -592,3 +589,35 @@ def test_plan_cli_places_bare_intervals(tmp_path: Path, capsys: pytest.CaptureFi
     bad.write_text("id,lower,upper,size\n0,5,3,4\n")
     assert main(["plan", "--intervals", str(bad)]) == 2
     assert "upper 3 <= lower 5" in capsys.readouterr().err
+
+
+def _brute_peak(g: gc.Graph, order: list[gc.Tensor]) -> int:
+    """Live arena bytes at every step, counted from the graph alone (no planner code):
+    an op's result (or a fed input) owns bytes from its step to its last use, views own
+    none and extend their source, outputs and assigned values live to the end."""
+    pos = {t: -1 if t.is_leaf else k for k, t in enumerate(order)}
+
+    def owner(t: gc.Tensor) -> gc.Tensor:
+        while gc.OP_TABLE[t.op].is_view if t.op in gc.OP_TABLE else False:
+            t = t.inputs[0]
+        return t
+
+    last = {t: pos[t] for t in order}
+    for t in order:
+        for o in t.inputs:
+            last[owner(o)] = max(last[owner(o)], pos[t])
+    for t in [*g.outputs.values(), *g.assigns.values()]:
+        last[owner(t)] = len(order)
+    owners = [t for t in order if owner(t) is t and t.op not in ("param", "state")]
+    return max(sum(t.nbytes for t in owners if pos[t] <= step <= last[t])
+               for step in range(-1, len(order) + 1))
+
+
+@given(g=graphs(max_nodes=10, max_rank=3, states=True, families=ALL_FAMILIES))
+def test_peak_matches_a_brute_force_count(g: gc.Graph) -> None:
+    from graphc.passes import peak
+
+    assume(not any(t.inplace for t in g.nodes))  # a forced in-place write shares bytes
+    note(gc.to_text(g))
+    order = schedule(g, "memory")
+    assert peak(g, order, inplace=False).nbytes == _brute_peak(g, order)

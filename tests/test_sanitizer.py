@@ -16,6 +16,7 @@ from graphc.passes.memory import MemoryPlan, Placement, plan_memory
 
 import graphc as gc
 from graphc.reads import Reads
+from graphc.testing.mutations import moved
 
 CFG = QwenConfig(vocab=64, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ffn=64,
                  max_ctx=16)
@@ -31,13 +32,6 @@ def _f32(*shape: int) -> np.ndarray:
 
 def _node(g: gc.Graph, name: str) -> gc.Tensor:
     return next(t for t in g.nodes if t.name == name)
-
-
-def _moved(plan: MemoryPlan, t: gc.Tensor, **changes: Any) -> MemoryPlan:
-    """A copy of ``plan`` with ``t``'s placement changed."""
-    placements = dict(plan.placements)
-    placements[t] = dataclasses.replace(placements[t], **changes)
-    return dataclasses.replace(plan, placements=placements)
 
 
 def _reference(g: gc.Graph, params: dict[str, Any], feeds: list[dict[str, Any]],
@@ -136,8 +130,8 @@ def _stale_issue_plan(g: gc.Graph, plan: MemoryPlan) -> MemoryPlan:
     """``plan`` with a value computed after %v put onto %v's bytes."""
     v, c = _node(g, "v"), _node(g, "c")
     end = plan.arena_bytes
-    plan = _moved(plan, v, offset=end)  # fresh bytes for %v, shared with nothing...
-    plan = _moved(plan, c, offset=end)  # ...but %c, computed later
+    plan = moved(plan, v, offset=end)  # fresh bytes for %v, shared with nothing...
+    plan = moved(plan, c, offset=end)  # ...but %c, computed later
     return dataclasses.replace(plan, arena_bytes=end + v.nbytes)
 
 
@@ -194,7 +188,7 @@ def test_intermediate_on_a_weight_is_param_written() -> None:
     g, params, feeds = _issue()
     plan = plan_memory(g, inplace=False)
     a, w = _node(g, "a"), g.params["w"]
-    bad = sanitize(g, _moved(plan, a, region="param", offset=plan.placements[w].offset),
+    bad = sanitize(g, moved(plan, a, region="param", offset=plan.placements[w].offset),
                    params, feeds).violation
     assert bad is not None and bad.kind == "param-written"
     assert bad.tensor is w and bad.clobbered_by is a
@@ -229,17 +223,17 @@ def test_bad_views(case: str) -> None:
     plan = plan_memory(g)
     e, t, sl = _node(g, "e"), _node(g, "t"), _node(g, "sl")
     if case == "slice-offset":  # inside its source, same owner, wrong elements
-        bad_plan = _moved(plan, sl, offset=plan.placements[e].offset)
+        bad_plan = moved(plan, sl, offset=plan.placements[e].offset)
         culprit = sl
     elif case == "transpose-strides":  # dense strides: e's bytes, in the wrong order
-        bad_plan = _moved(plan, t, strides=None)
+        bad_plan = moved(plan, t, strides=None)
         culprit = t
     elif case == "slice-outside":
-        bad_plan = _moved(plan, sl, offset=plan.placements[e].offset + 3 * 8 * 4)
+        bad_plan = moved(plan, sl, offset=plan.placements[e].offset + 3 * 8 * 4)
         culprit = sl
     else:  # a non-view op placed as a view
         n = _node(g, "n")
-        bad_plan = _moved(plan, n, view_of=e, offset=plan.placements[e].offset)
+        bad_plan = moved(plan, n, view_of=e, offset=plan.placements[e].offset)
         culprit = n
     bad = sanitize(g, bad_plan, {}, {"x": _f32(4, 8)}).violation
     assert bad is not None and bad.kind == "bad-view", str(bad)
@@ -250,7 +244,7 @@ def test_non_view_with_strides_is_bad_layout() -> None:
     g = _viewgraph()
     plan = plan_memory(g)
     n = _node(g, "n")  # f32[4, 8], dense
-    bad = sanitize(g, _moved(plan, n, strides=(1, 4)), {}, {"x": _f32(4, 8)}).violation
+    bad = sanitize(g, moved(plan, n, strides=(1, 4)), {}, {"x": _f32(4, 8)}).violation
     assert bad is not None and bad.kind == "bad-layout" and bad.tensor is n
 
 
@@ -270,7 +264,7 @@ def test_matmul_over_its_operand_is_bad_inplace() -> None:
     g = _chain()
     plan = plan_memory(g, inplace=False)
     b, c = _node(g, "b"), _node(g, "c")
-    bad = sanitize(g, _moved(plan, c, offset=plan.placements[b].offset), {"w": _f32(16, 16)},
+    bad = sanitize(g, moved(plan, c, offset=plan.placements[b].offset), {"w": _f32(16, 16)},
                    {"x": _f32(4, 16)}).violation
     assert bad is not None and bad.kind == "bad-inplace"
     assert bad.tensor is b and bad.clobbered_by is c
@@ -281,7 +275,7 @@ def _share(plan: MemoryPlan, first: gc.Tensor, second: gc.Tensor, shift: int = 0
     """``plan`` with ``first`` moved to fresh bytes past the arena and ``second`` on them
     (``shift`` bytes further)."""
     end = plan.arena_bytes
-    plan = _moved(_moved(plan, first, offset=end), second, offset=end + shift)
+    plan = moved(moved(plan, first, offset=end), second, offset=end + shift)
     return dataclasses.replace(plan, arena_bytes=end + first.nbytes + shift)
 
 
@@ -335,7 +329,7 @@ def test_state_swap_runs_clean_and_swaps() -> None:
     np.testing.assert_array_equal(res.states[0]["b"], a0)
     np.testing.assert_array_equal(res.states[1]["a"], a0)
     # both states on the same bytes: the second write clobbers the first
-    bad = sanitize(g, _moved(plan, b, offset=plan.placements[a].offset), {}, {},
+    bad = sanitize(g, moved(plan, b, offset=plan.placements[a].offset), {}, {},
                    states=states).violation
     assert bad is not None and bad.kind == "clobbered-read"
     assert bad.tensor is a and bad.clobbered_by is b
@@ -349,7 +343,7 @@ def test_state_overwritten_by_a_scratch_value_is_misassigned() -> None:
     z = g.exp(y, name="z")
     g.set_output(g.neg(z, name="o"), "o")
     plan = plan_memory(g)
-    z_on_s = _moved(plan, z, region="state", offset=plan.placements[s].offset)
+    z_on_s = moved(plan, z, region="state", offset=plan.placements[s].offset)
     bad = sanitize(g, z_on_s, {}, {"x": _f32(4)}).violation
     assert bad is not None and bad.kind == "state-misassigned"
     assert bad.tensor is s and bad.clobbered_by is z
@@ -360,8 +354,8 @@ def test_output_clobbered_and_unmarked_tap() -> None:
     plan = plan_memory(g, inplace=False)
     v, a = _node(g, "v"), _node(g, "a")
     # an extra output, %v, on the same bytes as a value computed later
-    early = _moved(plan, v, offset=plan.arena_bytes)
-    early = _moved(early, a, offset=plan.arena_bytes)
+    early = moved(plan, v, offset=plan.arena_bytes)
+    early = moved(early, a, offset=plan.arena_bytes)
     early = dataclasses.replace(early, arena_bytes=plan.arena_bytes + v.nbytes)
     g.set_output(v, "v")
     bad = sanitize(g, early, params, feeds).violation
@@ -392,7 +386,7 @@ def test_poison_shows_in_the_numbers() -> None:
     d = g.add(a, c, name="d")
     g.set_output(d, "y")
     plan = plan_memory(g, inplace=False)
-    stale = _moved(plan, b, offset=plan.placements[a].offset)  # b overwrites a, then dies
+    stale = moved(plan, b, offset=plan.placements[a].offset)  # b overwrites a, then dies
     feeds = {"x": _f32(4, 16)}
     exe = SanitizedArenaExecutable(g, {}, Reads({"y": "all"}), None, stale)
     with pytest.raises(gc.AliasError) as info:
@@ -422,13 +416,13 @@ def test_malformed_plans_become_violations(case: str, kind: str) -> None:
     plan = plan_memory(g, inplace=False)
     L = _node(g, "L")
     if case == "past-end":
-        bad_plan = _moved(plan, L, offset=plan.arena_bytes - 64)
+        bad_plan = moved(plan, L, offset=plan.arena_bytes - 64)
     elif case == "negative":
-        bad_plan = _moved(plan, L, offset=-256)
+        bad_plan = moved(plan, L, offset=-256)
     elif case == "region":
-        bad_plan = _moved(plan, L, region="gpu")  # type: ignore[arg-type]
+        bad_plan = moved(plan, L, region="gpu")  # type: ignore[arg-type]
     elif case == "misaligned":
-        bad_plan = _moved(plan, L, offset=plan.placements[L].offset + 2)
+        bad_plan = moved(plan, L, offset=plan.placements[L].offset + 2)
     elif case in ("missing", "missing-param"):
         gone = L if case == "missing" else g.params["w2"]
         placements: dict[gc.Tensor, Placement] = dict(plan.placements)
@@ -437,7 +431,7 @@ def test_malformed_plans_become_violations(case: str, kind: str) -> None:
         L = gone
     else:
         L = g.params["w2"]
-        bad_plan = _moved(plan, L, offset=plan.param_bytes)
+        bad_plan = moved(plan, L, offset=plan.param_bytes)
     res = sanitize(g, bad_plan, params, feeds)
     assert res.violation is not None and res.violation.kind == kind, str(res.violation)
     assert res.violation.tensor is L

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 import graphc as gc
 from graphc.cli import main
 from graphc.testing.data import random_feeds
-from graphc.testing.mutations import MUTATIONS, mutate_plan
+from graphc.testing.mutations import MUTATIONS, moved, mutate_plan
 from graphc.testing.soundness import judge, reference_runs
 from graphc.testing.strategies import ALL_FAMILIES, graphs
 
@@ -32,12 +32,6 @@ CFG = QwenConfig(vocab=64, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ff
                  max_ctx=16)
 
 ISSUE_GRAPH = (Path(__file__).parent / "corpus" / "state_value_reused.gc").read_text()
-
-
-def _moved(plan: MemoryPlan, t: gc.Tensor, **kw: object) -> MemoryPlan:
-    placements = dict(plan.placements)
-    placements[t] = dataclasses.replace(plan.placements[t], **kw)  # type: ignore[arg-type]
-    return dataclasses.replace(plan, placements=placements)
 
 
 # ----------------------------------------------------------------------------- regressions
@@ -57,7 +51,7 @@ def test_a_value_assigned_early_stays_live_to_the_end(strategy: str, inplace: bo
         p = plan.placements[t]
         assert p.offset + p.nbytes <= pv.offset or pv.offset + pv.nbytes <= p.offset, t
     # the plan the old planner made (v's bytes reused after its last in-graph reader)
-    bad = _moved(plan, next(t for t in g.nodes if t.name == "L"), offset=pv.offset,
+    bad = moved(plan, next(t for t in g.nodes if t.name == "L"), offset=pv.offset,
                  nbytes=256 * 4)
     bad = dataclasses.replace(bad, arena_bytes=max(bad.arena_bytes, pv.offset + 1024))
     kinds = {x.kind for x in check_aliasing(g, bad)}
@@ -86,7 +80,7 @@ def test_an_intermediate_in_the_param_region_is_refused() -> None:
     plan = plan_memory(g)
     a = next(t for t in g.nodes if t.name == "a")
     w = g.params["w"]
-    bad = _moved(plan, a, region="param", offset=plan.placements[w].offset)
+    bad = moved(plan, a, region="param", offset=plan.placements[w].offset)
     j = judge(g, bad, seed=0)
     assert "param-written" in {v.kind for v in j.static}
     assert j.outcome == "caught" and j.dynamic is not None
@@ -99,7 +93,7 @@ def test_strides_of_a_value_that_owns_its_bytes_are_checked() -> None:
     g = gc.parse_text(ISSUE_GRAPH)
     plan = plan_memory(g)
     a = next(t for t in g.nodes if t.name == "a")
-    bad = _moved(plan, a, strides=(1, 4))  # a transposed layout for a dense value
+    bad = moved(plan, a, strides=(1, 4))  # a transposed layout for a dense value
     j = judge(g, bad, seed=0)
     assert "bad-layout" in {v.kind for v in j.static}
     assert j.outcome == "caught", j.describe()
@@ -136,7 +130,7 @@ def test_sanitized_compile_runs_the_swap_and_refuses_a_stale_read() -> None:
     plan2 = plan_memory(g2, inplace=False)
     v = next(t for t in g2.nodes if t.name == "v")
     four = [t for t in g2.nodes if t.op == "matmul"][1]  # %4
-    bad = _moved(plan2, four, offset=plan2.placements[v].offset)
+    bad = moved(plan2, four, offset=plan2.placements[v].offset)
     inputs, params, states = random_feeds(g2)
     exe = gc.compile(g2, params=params, states=states, backend="arena", plan=bad, check=False,
                      sanitize=True)
@@ -285,7 +279,7 @@ def test_two_states_written_after_the_run_on_shared_bytes() -> None:
     g.assign(s2, g.neg(x))
     g.set_output(g.relu(x), "y")
     plan = plan_memory(g)
-    j = judge(g, _moved(plan, s2, offset=plan.placements[s1].offset))
+    j = judge(g, moved(plan, s2, offset=plan.placements[s1].offset))
     assert j.outcome == "caught" and "state-misassigned" in {v.kind for v in j.static}
 
 
@@ -307,13 +301,13 @@ def test_empty_tensors_and_huge_numbers_are_refused_without_crashing() -> None:
     g.set_output(g.exp(y), "n")
     plan = plan_memory(g)
     n = next(t for t in g.nodes if t.op == "exp" and t.inputs[0] is y)
-    for bad in (_moved(plan, x, offset=10**6), _moved(plan, x, offset=-64),
-                _moved(plan, x, offset=2**64), _with(plan, arena_bytes=2**62),
-                _moved(plan, n, strides=(1,))):
+    for bad in (moved(plan, x, offset=10**6), moved(plan, x, offset=-64),
+                moved(plan, x, offset=2**64), _with(plan, arena_bytes=2**62),
+                moved(plan, n, strides=(1,))):
         j = judge(g, bad)
         assert j.outcome == "caught", j.describe()
     # a huge stride on an axis of extent 1 moves nothing: refused by a conservative rule
-    j = judge(g, _moved(plan, n, strides=(2**70, 1)))
+    j = judge(g, moved(plan, n, strides=(2**70, 1)))
     assert j.outcome == "conservative" and {v.kind for v in j.static} == {"bad-layout"}
 
 
@@ -332,7 +326,7 @@ def test_writes_into_bytes_no_later_read_needs_are_safe() -> None:
     v = g.sum(g.slice(u, axis=1, start=0, stop=16), axis=0)
     g.set_output(v, "v")
     plan = plan_memory(g)
-    assert judge(g, _moved(plan, v, offset=plan.placements[u].offset + 64)).outcome == "safe"
+    assert judge(g, moved(plan, v, offset=plan.placements[u].offset + 64)).outcome == "safe"
     g = gc.Graph("partial")  # over rows of a value its later reader never reads
     x = g.input("x", (4, 16))
     x2 = g.input("x2", (2, 16))
@@ -340,9 +334,9 @@ def test_writes_into_bytes_no_later_read_needs_are_safe() -> None:
     v = g.neg(x2)
     g.set_output(g.add(g.slice(u, axis=0, start=0, stop=2), v), "w")
     plan = plan_memory(g)
-    assert judge(g, _moved(plan, v, offset=plan.placements[u].offset + 128)).outcome == "safe"
+    assert judge(g, moved(plan, v, offset=plan.placements[u].offset + 128)).outcome == "safe"
     # ... and one row further down, where the slice does read: a real hazard
-    bad = _moved(plan, v, offset=plan.placements[u].offset + 64)
+    bad = moved(plan, v, offset=plan.placements[u].offset + 64)
     assert judge(g, bad).outcome == "caught"
 
 

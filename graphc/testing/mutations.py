@@ -46,9 +46,9 @@ Mutation = Callable[[Graph, MemoryPlan, np.random.Generator], Mutant | None]
 """A mutation: ``(graph, plan, rng) -> Mutant | None`` (None: it does not apply)."""
 
 
-def _copy(plan: MemoryPlan, **changes: object) -> MemoryPlan:
-    """A copy of ``plan`` whose placements dict and order list are new objects (placements
-    themselves are frozen, so sharing them is safe)."""
+def copy_plan(plan: MemoryPlan, **changes: object) -> MemoryPlan:
+    """A copy of ``plan`` (with ``changes`` to its fields) whose placements dict and order
+    list are new objects (placements themselves are frozen, so sharing them is safe)."""
     return dataclasses.replace(plan, placements=dict(plan.placements),
                                order=list(plan.order), **changes)  # type: ignore[arg-type]  # any field
 
@@ -65,8 +65,10 @@ def _values(plan: MemoryPlan) -> list[Tensor]:
     return [t for t in seen if plan.placements[t].view_of is None]
 
 
-def _moved(plan: MemoryPlan, t: Tensor, **changes: object) -> MemoryPlan:
-    m = _copy(plan)
+def moved(plan: MemoryPlan, t: Tensor, **changes: object) -> MemoryPlan:
+    """A copy of ``plan`` with ``t``'s placement changed (``offset=``, ``region=``...):
+    the way to hand-make a faulty plan."""
+    m = copy_plan(plan)
     m.placements[t] = dataclasses.replace(
         plan.placements[t], **changes)  # type: ignore[arg-type]  # any field
     return m
@@ -82,7 +84,7 @@ def shift_offset(g: Graph, plan: MemoryPlan, rng: np.random.Generator) -> Mutant
     if not pairs:
         return None
     u, v = _choice(rng, pairs)
-    return Mutant(_moved(plan, v, offset=pl[u].offset), "shift-offset",
+    return Mutant(moved(plan, v, offset=pl[u].offset), "shift-offset",
                   f"moved {label(v)} from offset {pl[v].offset} onto {label(u)} at "
                   f"{pl[u].offset} ({pl[u].region})")
 
@@ -99,7 +101,7 @@ def nudge_offset(g: Graph, plan: MemoryPlan, rng: np.random.Generator) -> Mutant
     delta = int(rng.integers(1, n + 1)) * v.itemsize
     if rng.random() < 0.5 and p.offset - delta >= 0:
         delta = -delta
-    return Mutant(_moved(plan, v, offset=p.offset + delta), "nudge-offset",
+    return Mutant(moved(plan, v, offset=p.offset + delta), "nudge-offset",
                   f"moved {label(v)} by {delta:+d} bytes to {p.offset + delta} ({p.region})")
 
 
@@ -109,7 +111,7 @@ def misalign(g: Graph, plan: MemoryPlan, rng: np.random.Generator) -> Mutant | N
         return None
     t = _choice(rng, list(plan.placements))
     p = plan.placements[t]
-    return Mutant(_moved(plan, t, offset=p.offset + 1), "misalign",
+    return Mutant(moved(plan, t, offset=p.offset + 1), "misalign",
                   f"moved {label(t)} from offset {p.offset} to {p.offset + 1}")
 
 
@@ -120,7 +122,7 @@ def flip_region(g: Graph, plan: MemoryPlan, rng: np.random.Generator) -> Mutant 
     t = _choice(rng, list(plan.placements))
     p = plan.placements[t]
     region = _choice(rng, [r for r in REGIONS if r != p.region])
-    return Mutant(_moved(plan, t, region=region), "flip-region",
+    return Mutant(moved(plan, t, region=region), "flip-region",
                   f"moved {label(t)} from region {p.region} to {region} at offset {p.offset}")
 
 
@@ -148,7 +150,7 @@ def edit_strides(g: Graph, plan: MemoryPlan, rng: np.random.Generator) -> Mutant
     if not edits:
         return None
     new = _choice(rng, edits)
-    return Mutant(_moved(plan, t, strides=new), "edit-strides",
+    return Mutant(moved(plan, t, strides=new), "edit-strides",
                   f"gave {label(t)} strides {list(new)} instead of {list(current)}")
 
 
@@ -163,7 +165,7 @@ def swap_order(g: Graph, plan: MemoryPlan, rng: np.random.Generator) -> Mutant |
         j = i + 1
     else:
         i, j = (int(x) for x in rng.choice(n, size=2, replace=False))
-    m = _copy(plan)
+    m = copy_plan(plan)
     m.order[i], m.order[j] = m.order[j], m.order[i]
     return Mutant(m, "swap-order", f"swapped steps {i} ({label(plan.order[i])}) and {j} "
                                    f"({label(plan.order[j])})")
@@ -178,7 +180,7 @@ def drop_view(g: Graph, plan: MemoryPlan, rng: np.random.Generator) -> Mutant | 
     t = _choice(rng, views)
     src = plan.placements[t].view_of
     assert src is not None
-    return Mutant(_moved(plan, t, view_of=None, strides=None), "drop-view",
+    return Mutant(moved(plan, t, view_of=None, strides=None), "drop-view",
                   f"made view {label(t)} of {label(src)} a dense value at the same offset")
 
 
@@ -191,7 +193,7 @@ def drop_inplace(g: Graph, plan: MemoryPlan, rng: np.random.Generator) -> Mutant
     t = _choice(rng, marked)
     op0 = plan.placements[t].inplace_of
     assert op0 is not None
-    return Mutant(_moved(plan, t, inplace_of=None), "drop-inplace",
+    return Mutant(moved(plan, t, inplace_of=None), "drop-inplace",
                   f"cleared {label(t)}'s in-place label over {label(op0)}")
 
 
@@ -216,7 +218,7 @@ def force_inplace(g: Graph, plan: MemoryPlan, rng: np.random.Generator) -> Mutan
         return None
     t = _choice(rng, cands)
     x = t.inputs[0]
-    m = _copy(plan)
+    m = copy_plan(plan)
     m.placements[t] = Placement(pl[x].region, pl[x].offset, pl[t].nbytes, inplace_of=x)
     return Mutant(m, "force-inplace", f"placed {label(t)} in place over {label(x)} at "
                                       f"{pl[x].region} offset {pl[x].offset}")
@@ -234,7 +236,7 @@ def _reuse(plan: MemoryPlan, kept: Sequence[Tensor], fault: str, what: str,
     if not pairs:
         return None
     k, v = _choice(rng, pairs)
-    m = _moved(plan, v, region=pl[k].region, offset=pl[k].offset)
+    m = moved(plan, v, region=pl[k].region, offset=pl[k].offset)
     return Mutant(m, fault, f"placed {label(v)} (step {pos[v]}) at {what} {label(k)}'s "
                             f"{pl[k].region} offset {pl[k].offset} (step {pos[k]})")
 
@@ -262,7 +264,7 @@ def shrink_region(g: Graph, plan: MemoryPlan, rng: np.random.Generator) -> Mutan
     r = _choice(rng, regions)
     n = sizes[r]
     cut = _choice(rng, [1, min(n, plan.alignment), max(1, n // 2), n])
-    m = _copy(plan, **{fields[r]: n - cut})
+    m = copy_plan(plan, **{fields[r]: n - cut})
     return Mutant(m, "shrink-region", f"shrank the {r} region from {n} to {n - cut} bytes")
 
 
@@ -270,7 +272,7 @@ def stale(g: Graph, plan: MemoryPlan, rng: np.random.Generator) -> Mutant | None
     """Change the fingerprint, as if the plan were made for another version of the graph."""
     fp = plan.fingerprint
     new = "0" * 32 if fp != "0" * 32 else "f" * 32
-    return Mutant(_copy(plan, fingerprint=new), "stale",
+    return Mutant(copy_plan(plan, fingerprint=new), "stale",
                   f"changed the fingerprint from {fp!r} to {new!r}")
 
 
@@ -279,7 +281,7 @@ def drop_placement(g: Graph, plan: MemoryPlan, rng: np.random.Generator) -> Muta
     if not plan.placements:
         return None
     t = _choice(rng, list(plan.placements))
-    m = _copy(plan)
+    m = copy_plan(plan)
     del m.placements[t]
     return Mutant(m, "drop-placement", f"dropped the placement of {label(t)}")
 
@@ -320,4 +322,4 @@ def mutate_plan(g: Graph, plan: MemoryPlan, fault: str | None = None, seed: int 
     return None
 
 
-__all__ = ["MUTATIONS", "Mutant", "Mutation", "Placement", "mutate_plan"]
+__all__ = ["MUTATIONS", "Mutant", "Mutation", "Placement", "copy_plan", "moved", "mutate_plan"]
