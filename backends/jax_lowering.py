@@ -21,7 +21,7 @@ from jax import lax
 from graphc.dtypes import to_numpy
 from graphc.errors import GraphError
 from graphc.graph import Graph
-from graphc.ops import RuleTable
+from graphc.ops import RuleTable, opaque_cannot_run, strided_index
 from graphc.tensor import Tensor
 
 Lowering = Callable[[list[jax.Array], Mapping[str, Any], Tensor], jax.Array]
@@ -100,6 +100,11 @@ def _scale(x: list[jax.Array], a: Mapping[str, Any], t: Tensor) -> jax.Array:
     return x[0] * jnp.asarray(a["s"], dtype=x[0].dtype)
 
 
+def _opaque(x: list[jax.Array], a: Mapping[str, Any], t: Tensor) -> jax.Array:
+    e = opaque_cannot_run(t)
+    raise GraphError(f"{t.op} {a['op']}: {e.message}", fix=e.fix)
+
+
 LOWERINGS: RuleTable[Lowering] = RuleTable("the jax backend", {
     "add": lambda x, a, t: x[0] + x[1],
     "sub": lambda x, a, t: x[0] - x[1],
@@ -131,6 +136,9 @@ LOWERINGS: RuleTable[Lowering] = RuleTable("the jax backend", {
     "transpose": lambda x, a, t: jnp.transpose(x[0], a["perm"]),
     "slice": _slice,
     "concat": lambda x, a, t: jnp.concatenate(x, axis=a["axis"]),
+    "as_strided": lambda x, a, t: jnp.ravel(x[0])[jnp.asarray(strided_index(a))],
+    "opaque": _opaque,
+    "opaque_inplace": _opaque,
     "full": lambda x, a, t: jnp.full(a["shape"], a["value"], dtype=to_numpy(a["dtype"])),
     "const": lambda x, a, t: jnp.asarray(a["values"], dtype=to_numpy(a["dtype"])).reshape(
         a["shape"]),

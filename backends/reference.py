@@ -20,7 +20,7 @@ from graphc.errors import GraphError
 from graphc.executable import Executable
 from graphc.graph import Graph
 from graphc.naming import describe
-from graphc.ops import RuleTable
+from graphc.ops import RuleTable, opaque_cannot_run, strided_index
 from graphc.tensor import Tensor
 
 Rule = Callable[[list[np.ndarray], Mapping[str, Any], Tensor], np.ndarray]
@@ -34,6 +34,11 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 def _gelu(x: np.ndarray) -> np.ndarray:
     return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+
+
+def _opaque(t: Tensor) -> np.ndarray:
+    e = opaque_cannot_run(t)
+    raise GraphError(f"{describe(t)}: {e.message}", fix=e.fix)
 
 
 def _rms_norm(x: np.ndarray, eps: float) -> np.ndarray:
@@ -134,6 +139,9 @@ RULES: RuleTable[Rule] = RuleTable("the reference backend", {
     "transpose": lambda x, a, t: np.transpose(x[0], a["perm"]),
     "slice": lambda x, a, t: np.take(x[0], np.arange(a["start"], a["stop"]), axis=a["axis"]),
     "concat": lambda x, a, t: np.concatenate(x, axis=a["axis"]),
+    "as_strided": lambda x, a, t: np.ravel(x[0])[strided_index(a)],
+    "opaque": lambda x, a, t: _opaque(t),
+    "opaque_inplace": lambda x, a, t: _opaque(t),
     "full": lambda x, a, t: np.full(a["shape"], a["value"], dtype=to_numpy(a["dtype"])),
     "const": lambda x, a, t: np.asarray(a["values"], dtype=np.float64).reshape(a["shape"]),
     # reductions

@@ -502,6 +502,25 @@ class Graph:
         """x[start:stop] along axis."""
         return self.apply("slice", (x,), {"axis": axis, "start": start, "stop": stop}, name)
 
+    def as_strided(self, x: Tensor, shape: Sequence[int], strides: Sequence[int],
+                   offset: int = 0, *, name: str | None = None) -> Tensor:
+        """A view of ``x``'s elements in row-major order: element (i0, i1, ...) is element
+        ``offset + sum(i_k * strides[k])`` of ``x`` flattened (strides in elements)."""
+        return self.apply("as_strided", (x,), {"shape": tuple(shape), "strides": tuple(strides),
+                                               "offset": offset}, name)
+
+    def opaque(self, op: str, xs: Sequence[Tensor], shape: Sequence[int], dtype: str = "f32",
+               *, params: Sequence[int] = (), may_write_operand: bool = False,
+               inplace: bool = False, name: str | None = None) -> Tensor:
+        """A node for an op graphc cannot compute (``op`` names it, e.g. ``"ggml.MUL_MAT"``):
+        it reads every operand whole and writes a result of ``shape`` and ``dtype``. With
+        ``may_write_operand`` (op ``opaque_inplace``) its result may be placed over operand
+        0's bytes, which needs the result to have operand 0's type; ``inplace=True`` forces
+        that. Planned and checked like any node; no backend runs it."""
+        kind = "opaque_inplace" if may_write_operand or inplace else "opaque"
+        return self.apply(kind, xs, {"op": op, "shape": tuple(shape), "dtype": dtype,
+                                     "params": tuple(params), "inplace": inplace}, name)
+
     def concat(self, xs: Sequence[Tensor], axis: int = 0, *, name: str | None = None
                ) -> Tensor:
         """Join tensors along axis."""

@@ -753,6 +753,82 @@ register(OpDef("slice", 1, _infer_slice, "view", canon=_canon_slice, view=_view_
                rows=_rows_off_axis0, cost=FREE, family="view"))
 
 
+def _infer_as_strided(
+    shapes: list[Shape], dtypes: list[str], attrs: dict[str, Any]
+) -> tuple[Shape, str]:
+    shape = check_shape(attrs["shape"], "as_strided shape")
+    strides, offset = attrs["strides"], attrs["offset"]
+    if len(strides) != len(shape):
+        raise OpError(f"as_strided has {len(shape)} dimensions but {len(strides)} strides")
+    if offset < 0 or any(s < 0 for s in strides):
+        raise OpError(f"as_strided offset {offset} and strides {list(strides)} must be >= 0")
+    n = math.prod(shapes[0])
+    if math.prod(shape):
+        last = offset + sum((d - 1) * s for d, s in zip(shape, strides, strict=True))
+        if last >= n:
+            raise OpError(f"as_strided reaches element {last} of a source with {n} elements",
+                          fix="shrink the shape, the strides or the offset")
+    return shape, dtypes[0]
+
+
+def _view_as_strided(
+    shape: Shape, strides: tuple[int, ...], attrs: dict[str, Any]
+) -> tuple[int, tuple[int, ...]] | None:
+    if strides != contiguous_strides(shape):
+        return None  # defined on the source's row-major order: a strided source is copied
+    return attrs["offset"], tuple(attrs["strides"])
+
+
+def strided_index(attrs: Mapping[str, Any]) -> np.ndarray:
+    """The flat source element index of every element of an ``as_strided`` view (int64,
+    shaped like the view)."""
+    idx = np.full((), attrs["offset"], np.int64)
+    for d, st in zip(attrs["shape"], attrs["strides"], strict=True):
+        idx = idx[..., None] + np.arange(d, dtype=np.int64) * st
+    return idx
+
+
+def opaque_cannot_run(t: Tensor) -> OpError:
+    """The error a backend raises for an opaque node: graphc has no semantics for it."""
+    return OpError(f"{t.attrs['op']} is an opaque op: graphc can plan and check it but not "
+                   "compute it", fix="run the imported graph in the system it came from; "
+                                     "graphc imports it for planning and checking")
+
+
+register(OpDef("as_strided", 1, _infer_as_strided, "view", view=_view_as_strided,
+               attrs={"shape": AttrSpec("ints"), "strides": AttrSpec("ints"),
+                      "offset": AttrSpec("int", 0)},
+               doc="A window onto the source's elements in row-major order: element "
+                   "(i0, i1, ...) is element offset + sum(i_k * strides[k]) of the flattened "
+                   "source (strides in elements, >= 0; 0 repeats). A view of a dense source; "
+                   "how foreign graphs (ggml) with arbitrary views are imported.",
+               rows=None, cost=FREE, family="view"))
+
+
+def _infer_opaque(
+    shapes: list[Shape], dtypes: list[str], attrs: dict[str, Any]
+) -> tuple[Shape, str]:
+    if not attrs["op"]:
+        raise OpError("an opaque op needs the name of the op it stands for", fix='op="ggml.ADD"')
+    return check_shape(attrs["shape"], "opaque result shape"), attrs["dtype"]
+
+
+_OPAQUE_ATTRS = {
+    "op": AttrSpec("str", doc="the foreign op it stands for, e.g. ggml.MUL_MAT"),
+    "shape": AttrSpec("ints", doc="the result's shape"),
+    "dtype": AttrSpec("dtype", doc="the result's dtype"),
+    "params": AttrSpec("ints", (), doc="the foreign op's parameters, kept for display"),
+}
+for _name, _inplace in (("opaque", False), ("opaque_inplace", True)):
+    register(OpDef(_name, None, _infer_opaque, "other", min_arity=0, inplace=_inplace,
+                   attrs=_OPAQUE_ATTRS,
+                   doc="An op graphc cannot compute (imported from another system) that reads "
+                       "every operand whole and writes a result of the given shape and dtype"
+                       + (", possibly over operand 0's bytes (in place)" if _inplace else "")
+                       + ". Planned and checked like any op; no backend runs it.",
+                   rows=None, cost=Cost(_no_flops), family="opaque"))
+
+
 def _infer_concat(shapes: list[Shape], dtypes: list[str], attrs: Attrs) -> tuple[Shape, str]:
     dt = _same_dtypes(dtypes)
     nd = len(shapes[0])

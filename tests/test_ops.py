@@ -102,6 +102,11 @@ CASES: list[Case] = [
     ("reshape", lambda g, a: g.reshape(a, (2, -1)), [A], lambda x: x.reshape(2, 6)),
     ("transpose", lambda g, a: g.transpose(a), [A], lambda x: x.T),
     ("slice", lambda g, a: g.slice(a, axis=1, start=1, stop=-1), [A], lambda x: x[:, 1:-1]),
+    ("as_strided", lambda g, a: g.as_strided(a, (2, 3), (5, 2), offset=1), [A],
+     lambda x: np.lib.stride_tricks.as_strided(np.ascontiguousarray(x).ravel()[1:], (2, 3),
+                                               (5 * x.itemsize, 2 * x.itemsize))),
+    ("as_strided-repeat", lambda g, a: g.as_strided(a, (3, 2), (0, 4)), [A],
+     lambda x: np.stack([x.ravel()[[0, 4]]] * 3)),
     ("concat", lambda g, a, b: g.concat([a, b], axis=1), [A, B],
      lambda a, b: np.concatenate([a, b], 1)),
     ("sum", lambda g, a: g.sum(a, axis=0), [A], lambda x: x.sum(0)),
@@ -114,10 +119,46 @@ CASES: list[Case] = [
 ]
 
 
+PLAN_ONLY = {"opaque", "opaque_inplace"}  # no backend computes them (tested below)
+
+
 def test_every_op_has_a_case_and_a_rule() -> None:
     covered = {name.split("-")[0] for name, *_ in CASES}
-    assert covered == set(gc.OP_TABLE)
+    assert covered == set(gc.OP_TABLE) - PLAN_ONLY
     assert set(RULES) == set(gc.OP_TABLE)
+
+
+@pytest.mark.parametrize("backend", ["reference", "arena", "jax"])
+def test_opaque_ops_are_refused_by_every_backend(backend: str) -> None:
+    g = gc.Graph("foreign")
+    x = g.input("x", (3, 4))
+    g.set_output(g.opaque("ggml.MUL_MAT", [x, x], (4, 4), params=[7]), "y")
+    with pytest.raises(gc.GraphError, match=r"ggml\.MUL_MAT is an opaque op"):
+        gc.compile(g, backend=backend).run({"x": np.ones((3, 4), np.float32)})
+
+
+def test_opaque_ops_check_their_type() -> None:
+    g = gc.Graph("foreign")
+    x = g.input("x", (3, 4))
+    with pytest.raises(gc.GraphError, match="must produce operand 0's type"):
+        g.opaque("ggml.ADD", [x], (4, 3), inplace=True)
+    with pytest.raises(gc.GraphError, match="needs the name"):
+        g.opaque("", [x], (4, 3))
+    t = g.opaque("ggml.ADD", [x, x], (3, 4), may_write_operand=True)
+    assert t.op == "opaque_inplace" and not t.inplace
+    assert "ggml.ADD" in str(g)
+    assert gc.parse_text(str(g)).nodes[-1].attrs == t.attrs  # the text format round-trips
+
+
+def test_as_strided_errors_name_the_problem() -> None:
+    g = gc.Graph("v")
+    x = g.input("x", (3, 4))
+    with pytest.raises(gc.GraphError, match="reaches element 12"):
+        g.as_strided(x, (2, 2), (4, 8))
+    with pytest.raises(gc.GraphError, match="must be >= 0"):
+        g.as_strided(x, (2,), (-1,), offset=3)
+    with pytest.raises(gc.GraphError, match="2 dimensions but 1 strides"):
+        g.as_strided(x, (2, 2), (1,))
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])

@@ -41,8 +41,13 @@ DEFAULT_FAMILIES = ("unary", "binary", "scale", "rowwise", "matmul", "reduce", "
 
 ALL_FAMILIES = (*DEFAULT_FAMILIES, "transcendental", "div", "cast", "argmax", "const", "copy",
                 "rope", "attention")
-"""Every family ``graphs()`` knows (one ``_Builder`` method each); every non-leaf op of the
-op table names one of them as its ``OpDef.family``."""
+"""Every family ``graphs()`` draws graphs that every backend runs from (one ``_Builder``
+method each)."""
+
+PLAN_ONLY_FAMILIES = ("opaque",)
+"""Families whose ops no backend computes (``opaque``: ops imported from another system):
+their graphs can be planned and checked, not run. Every non-leaf op of the op table names
+one family of :data:`ALL_FAMILIES` or of these as its ``OpDef.family``."""
 
 
 def family_ops(family: str) -> tuple[str, ...]:
@@ -59,15 +64,15 @@ class _FamilyOps(Mapping[str, frozenset[str]]):
     sigmoid, add and full, ``const`` combines with a binary op, ``rope`` may reshape)."""
 
     def __getitem__(self, family: str) -> frozenset[str]:
-        if family not in ALL_FAMILIES:
+        if family not in ALL_FAMILIES and family not in PLAN_ONLY_FAMILIES:
             raise KeyError(family)
         return frozenset(family_ops(family))
 
     def __iter__(self) -> Iterator[str]:
-        return iter(ALL_FAMILIES)
+        return iter((*ALL_FAMILIES, *PLAN_ONLY_FAMILIES))
 
     def __len__(self) -> int:
-        return len(ALL_FAMILIES)
+        return len(ALL_FAMILIES) + len(PLAN_ONLY_FAMILIES)
 
 
 FAMILY_OPS: Mapping[str, frozenset[str]] = _FamilyOps()
@@ -322,17 +327,48 @@ class _Builder:
 
     def view_step(self, x: Tensor) -> Tensor:
         """One view of ``x``: a transpose (any permutation of its axes), a reshape or a slice."""
-        kind = self.draw(st.sampled_from(family_ops("view")))
+        # as_strided takes half of the slices' share, so transposes keep theirs
+        kind = self.draw(st.sampled_from([k for k in family_ops("view") if k != "as_strided"]))
+        if kind == "slice" and "as_strided" in family_ops("view") and self.draw(st.booleans()):
+            kind = "as_strided"
         if kind == "transpose" and x.ndim >= 2:
             perm = self.draw(st.permutations(list(range(x.ndim))))
             return self.g.transpose(x, perm)
         if kind == "reshape":
             return self.g.reshape(x, self.draw(st.sampled_from(
                 _reshape_targets(x.shape, self.max_rank))))
+        if kind == "as_strided":
+            return self.as_strided(x)
         axis = self.draw(st.integers(0, x.ndim - 1))
         start = self.draw(st.integers(0, x.shape[axis] - 1))
         stop = self.draw(st.integers(start + 1, x.shape[axis]))
         return self.g.slice(x, axis, start, stop)
+
+    def as_strided(self, x: Tensor) -> Tensor:
+        """A window onto ``x``'s flattened elements: rank 1 to 3, strides 0 (repeats) to
+        a few elements (overlapping, gapped or dense), kept inside ``x``."""
+        n = x.size
+        rank = self.draw(st.integers(1, 3))
+        shape = [self.draw(st.integers(1, 3)) for _ in range(rank)]
+        strides = [self.draw(st.integers(0, max(1, n // 2))) for _ in range(rank)]
+        reach = sum((d - 1) * s for d, s in zip(shape, strides, strict=True))
+        while reach >= n:  # shrink the widest step until the window fits
+            k = max(range(rank), key=lambda i: (shape[i] - 1) * strides[i])
+            strides[k] //= 2
+            reach = sum((d - 1) * s for d, s in zip(shape, strides, strict=True))
+        offset = self.draw(st.integers(0, n - 1 - reach))
+        return self.g.as_strided(x, shape, strides, offset)
+
+    def opaque(self) -> Tensor:
+        """A foreign op (plan-only): one to three operands, a fresh result of any shape,
+        or (in place) a result over operand 0's bytes."""
+        xs = [self.pick(self.pool) for _ in range(self.draw(st.integers(1, 3)))]
+        if self.draw(st.booleans()):
+            x = xs[0]
+            return self.g.opaque("test.update", xs, x.shape, x.dtype, inplace=self.flag(),
+                                 may_write_operand=True)
+        shape = tuple(self.dim() for _ in range(self.draw(st.integers(1, 2))))
+        return self.g.opaque("test.op", xs, shape, "f32")
 
     def view(self) -> Tensor:
         """A chain of one to three views (views of views)."""
