@@ -4,8 +4,10 @@ or usage. A bad file gets its diagnostic, never a Python traceback."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from graphc.errors import GraphError
@@ -198,7 +200,72 @@ def _sanitized_run(g: Graph, plan: MemoryPlan, reads: str | None, runs: int, see
     return EXIT_OK
 
 
+def _is_capture(path: str) -> bool:
+    """Whether ``path`` is a ggml capture (JSON with the capture's keys)."""
+    if not path.endswith(".json"):
+        return False
+    try:
+        with open(path) as f:
+            head = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(head, dict) and {"tensors", "order", "buffers"} <= set(head)
+
+
+def _cmd_check_capture(args: argparse.Namespace) -> int:
+    """``graphc check CAPTURE.json``: ggml's plan of a captured graph, judged."""
+    from graphc.interop.capture import Capture
+    from graphc.interop.llama_check import judge
+
+    verdict = judge(Capture.load(args.file), args.file)
+    print("\n".join(verdict.lines()))
+    return EXIT_OK if verdict.safe else EXIT_PROBLEMS
+
+
+def _cmd_llama_check(args: argparse.Namespace) -> int:
+    """``graphc llama-check MODEL.gguf``: capture llama.cpp's decode graphs and judge them."""
+    import tempfile
+
+    from graphc.interop.ggml_abi import need_llama
+
+    need_llama()
+    from graphc.interop.llama_check import judge
+    from graphc.interop.llama_run import capture_llama
+    from graphc.interop.tiny_models import write_qwen3, write_qwen35_mtp
+
+    if bool(args.model) == bool(args.tiny):
+        raise GraphError("give a GGUF model file or --tiny qwen3|qwen35, not both or neither")
+    tokens = ([int(t) for t in args.tokens.split(",")] if args.tokens
+              else list(args.prompt.encode()))
+    with tempfile.TemporaryDirectory() as tmp:
+        model = args.model
+        if args.tiny:
+            write = write_qwen3 if args.tiny == "qwen3" else write_qwen35_mtp
+            model = str(write(Path(tmp) / f"tiny-{args.tiny}.gguf"))
+        run = capture_llama(model, tokens, mtp=args.mtp or args.tiny == "qwen35",
+                            n_ctx=args.n_ctx)
+    verdicts = [judge(cap, label) for label, cap in run.captures.items()]
+    if args.save:
+        Path(args.save).mkdir(parents=True, exist_ok=True)
+        for label, cap in run.captures.items():
+            cap.save(Path(args.save) / f"{label}.json")
+    if args.json:
+        print(json.dumps([v.to_dict() for v in verdicts], indent=1))
+    else:
+        for v in verdicts:
+            print("\n".join(v.lines()))
+            if args.nodes:
+                for rid in v.capture.order:
+                    rec = v.capture.tensors[rid]
+                    print(f"    #{rid:<4} {rec.describe():<60} {' '.join(rec.flag_names)}")
+        if args.save:
+            print(f"captures saved in {args.save}/ (graphc check {args.save}/prompt.json)")
+    return EXIT_OK if all(v.safe for v in verdicts) else EXIT_PROBLEMS
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
+    if _is_capture(args.file):
+        return _cmd_check_capture(args)
     g, reads, plan, found = _plan_and_check(args)
     print(plan.summary())
     if not found:
@@ -452,6 +519,20 @@ def build_parser() -> argparse.ArgumentParser:
                            help="runs for --run (default 2)")
             c.add_argument("--seed", type=int, default=0, help="data seed for --run")
         c.set_defaults(func=func)
+
+    lc = sub.add_parser("llama-check", help="capture the graphs llama.cpp runs for a prompt "
+                        "and a decode (and the MTP head) and prove its memory plan safe or not")
+    lc.add_argument("model", nargs="?", help="a GGUF model file")
+    lc.add_argument("--tiny", choices=["qwen3", "qwen35"],
+                    help="write a tiny random model of this architecture and check it")
+    lc.add_argument("--prompt", default="graphc!!", help="prompt text (its bytes as tokens)")
+    lc.add_argument("--tokens", help="token ids instead of --prompt, e.g. 1,2,3")
+    lc.add_argument("--mtp", action="store_true", help="also run and check the MTP context")
+    lc.add_argument("--n-ctx", type=_positive, default=64, help="context size (default 64)")
+    lc.add_argument("--nodes", action="store_true", help="list every captured node")
+    lc.add_argument("--json", action="store_true", help="print the figures as JSON")
+    lc.add_argument("--save", metavar="DIR", help="save each capture as DIR/<graph>.json")
+    lc.set_defaults(func=_cmd_llama_check)
 
     z = sub.add_parser("fuzz", help="generated graphs through the pipeline, every backend, "
                        "every planner judged by the checker and the sanitizer, and plan mutations")

@@ -23,6 +23,11 @@ CASES = [
     ("passes/cse.py", "from graphc.graph import Graph", False),
     ("tools/plot.py", "from graphc.backends.reference import evaluate_node", False),
     ("graphc/cli.py", "from graphc.passes import cost", False),
+    ("graphc/graph.py", "from graphc.interop.capture import Capture", True),
+    ("passes/memory.py", "import graphc.interop.ggml_import", True),
+    ("backends/arena.py", "from graphc.interop.ggml_abi import lib", True),
+    ("interop/ggml_import.py", "from graphc.passes.aliasing import check_aliasing", False),
+    ("interop/capture.py", "from graphc.cli import main", True),
 ]
 
 

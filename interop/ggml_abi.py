@@ -1,0 +1,198 @@
+"""The ggml C library as llama-cpp-python ships it, read through ctypes.
+
+llama-cpp-python builds llama.cpp and ggml and installs the shared libraries next to its
+Python bindings; it has no binding for ``struct ggml_tensor``, so this module mirrors the
+struct of the ggml version it was built with (0.25.x) and checks the mirror against the
+library (``ggml_tensor_overhead``) before anything reads memory through it.
+
+:func:`lib` loads the libraries once (the same files llama.cpp itself uses, so pointers
+from a llama context are valid here) and declares every function graphc calls. Only this
+module knows C types; the rest of :mod:`graphc.interop` works on plain Python values.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+from graphc.errors import GraphError
+
+INSTALL = 'pip install "graphc[llama]"'
+"""The one line that installs what :mod:`graphc.interop` needs."""
+
+GGML_MAX_DIMS = 4
+GGML_MAX_SRC = 10
+GGML_MAX_NAME = 64
+GGML_MAX_OP_PARAMS = 64
+
+FLAG_INPUT, FLAG_OUTPUT, FLAG_PARAM, FLAG_LOSS, FLAG_COMPUTE = 1, 2, 4, 8, 16
+FLAG_NAMES = {FLAG_INPUT: "INPUT", FLAG_OUTPUT: "OUTPUT", FLAG_PARAM: "PARAM",
+              FLAG_LOSS: "LOSS", FLAG_COMPUTE: "COMPUTE"}
+
+USAGE_NAMES = {0: "any", 1: "weights", 2: "compute"}
+"""``enum ggml_backend_buffer_usage``."""
+
+TYPE_F32, TYPE_F16, TYPE_I32, TYPE_I64, TYPE_BF16 = 0, 1, 26, 27, 30
+
+VIEW_OPS = frozenset({"VIEW", "RESHAPE", "PERMUTE", "TRANSPOSE"})
+"""ggml ops that compute nothing: the node is a window onto its ``view_src``."""
+
+
+class GgmlTensor(ctypes.Structure):
+    """``struct ggml_tensor`` of ggml 0.25 (336 bytes; checked by :func:`lib`)."""
+
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("buffer", ctypes.c_void_p),
+        ("ne", ctypes.c_int64 * GGML_MAX_DIMS),
+        ("nb", ctypes.c_size_t * GGML_MAX_DIMS),
+        ("op", ctypes.c_int),
+        ("op_params", ctypes.c_int32 * (GGML_MAX_OP_PARAMS // 4)),
+        ("flags", ctypes.c_int32),
+        ("src", ctypes.c_void_p * GGML_MAX_SRC),
+        ("view_src", ctypes.c_void_p),
+        ("view_offs", ctypes.c_size_t),
+        ("data", ctypes.c_void_p),
+        ("name", ctypes.c_char * GGML_MAX_NAME),
+        ("extra", ctypes.c_void_p),
+        ("padding", ctypes.c_char * 8),
+    ]
+
+
+OBJECT_HEADER = 32
+"""Bytes of ggml's object header in front of each tensor in a context."""
+
+
+class InitParams(ctypes.Structure):
+    """``struct ggml_init_params``."""
+
+    _fields_ = [("mem_size", ctypes.c_size_t), ("mem_buffer", ctypes.c_void_p),
+                ("no_alloc", ctypes.c_bool)]
+
+
+@dataclass(frozen=True)
+class Ggml:
+    """The loaded libraries: ``base`` (graphs, tensors, buffers, the allocator) and ``cpu``
+    (the CPU backend)."""
+
+    base: ctypes.CDLL
+    cpu: ctypes.CDLL
+    lib_dir: Path
+
+    def op_name(self, op: int) -> str:
+        """``ggml_op_name``: ``ADD``, ``MUL_MAT``, ..."""
+        return str(self.base.ggml_op_name(op).decode())
+
+    def type_name(self, type_: int) -> str:
+        """``ggml_type_name``: ``f32``, ``f16``, ``q4_0``, ..."""
+        return str(self.base.ggml_type_name(type_).decode())
+
+    def can_inplace(self, op: int) -> bool:
+        """Whether ggml's graph allocator may put this op's result over an operand."""
+        return bool(self.base.ggml_op_can_inplace(op))
+
+
+def available() -> bool:
+    """Whether llama-cpp-python (and so ggml) is installed."""
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+def need_llama() -> None:
+    """GraphError with the one-line install command when llama-cpp-python is missing."""
+    if not available():
+        raise GraphError("this needs llama.cpp's Python bindings (llama-cpp-python)",
+                         fix=INSTALL)
+
+
+_SIGNATURES: dict[str, tuple[object, list[object]]] = {
+    # names, sizes
+    "ggml_op_name": (ctypes.c_char_p, [ctypes.c_int]),
+    "ggml_op_desc": (ctypes.c_char_p, [ctypes.c_void_p]),
+    "ggml_type_name": (ctypes.c_char_p, [ctypes.c_int]),
+    "ggml_type_size": (ctypes.c_size_t, [ctypes.c_int]),
+    "ggml_blck_size": (ctypes.c_int64, [ctypes.c_int]),
+    "ggml_nbytes": (ctypes.c_size_t, [ctypes.c_void_p]),
+    "ggml_tensor_overhead": (ctypes.c_size_t, []),
+    "ggml_op_can_inplace": (ctypes.c_bool, [ctypes.c_int]),
+    # buffers
+    "ggml_backend_buffer_get_base": (ctypes.c_void_p, [ctypes.c_void_p]),
+    "ggml_backend_buffer_get_size": (ctypes.c_size_t, [ctypes.c_void_p]),
+    "ggml_backend_buffer_get_alignment": (ctypes.c_size_t, [ctypes.c_void_p]),
+    "ggml_backend_buffer_name": (ctypes.c_char_p, [ctypes.c_void_p]),
+    "ggml_backend_buffer_get_usage": (ctypes.c_int, [ctypes.c_void_p]),
+    "ggml_backend_buffer_is_host": (ctypes.c_bool, [ctypes.c_void_p]),
+    # contexts, tensors, ops (what the tests and examples build graphs with)
+    "ggml_init": (ctypes.c_void_p, [InitParams]),
+    "ggml_free": (None, [ctypes.c_void_p]),
+    "ggml_new_tensor_1d": (ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_int, ctypes.c_int64]),
+    "ggml_new_tensor_2d": (ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_int, ctypes.c_int64,
+                                             ctypes.c_int64]),
+    "ggml_set_name": (ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_char_p]),
+    "ggml_set_input": (None, [ctypes.c_void_p]),
+    "ggml_set_output": (None, [ctypes.c_void_p]),
+    "ggml_add": (ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]),
+    "ggml_mul": (ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]),
+    "ggml_mul_mat": (ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]),
+    "ggml_rms_norm": (ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_float]),
+    "ggml_silu": (ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_void_p]),
+    "ggml_scale": (ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_float]),
+    "ggml_view_2d": (ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                                       ctypes.c_int64, ctypes.c_size_t, ctypes.c_size_t]),
+    "ggml_cpy": (ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]),
+    # graphs, the allocator, the CPU backend
+    "ggml_new_graph": (ctypes.c_void_p, [ctypes.c_void_p]),
+    "ggml_build_forward_expand": (None, [ctypes.c_void_p, ctypes.c_void_p]),
+    "ggml_graph_n_nodes": (ctypes.c_int, [ctypes.c_void_p]),
+    "ggml_graph_node": (ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_int]),
+    "ggml_gallocr_new": (ctypes.c_void_p, [ctypes.c_void_p]),
+    "ggml_gallocr_free": (None, [ctypes.c_void_p]),
+    "ggml_gallocr_alloc_graph": (ctypes.c_bool, [ctypes.c_void_p, ctypes.c_void_p]),
+    "ggml_gallocr_get_buffer_size": (ctypes.c_size_t, [ctypes.c_void_p, ctypes.c_int]),
+    "ggml_backend_get_default_buffer_type": (ctypes.c_void_p, [ctypes.c_void_p]),
+    "ggml_backend_graph_compute": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_void_p]),
+    "ggml_backend_tensor_set": (None, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
+                                       ctypes.c_size_t]),
+    "ggml_backend_tensor_get": (None, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
+                                       ctypes.c_size_t]),
+    "ggml_backend_free": (None, [ctypes.c_void_p]),
+}
+_CPU_SIGNATURES: dict[str, tuple[object, list[object]]] = {
+    "ggml_backend_cpu_init": (ctypes.c_void_p, []),
+    "ggml_backend_cpu_set_n_threads": (None, [ctypes.c_void_p, ctypes.c_int]),
+}
+
+
+@functools.cache
+def lib() -> Ggml:
+    """Load ggml from llama-cpp-python's install (GraphError with the install command when
+    it is missing, or naming the mismatch when its ``struct ggml_tensor`` is not the one
+    mirrored here)."""
+    need_llama()
+    import llama_cpp  # loads libllama and the ggml libraries it links
+
+    lib_dir = Path(llama_cpp.__file__).parent / "lib"
+    try:
+        base = ctypes.CDLL(str(lib_dir / "libggml-base.so"))
+        cpu = ctypes.CDLL(str(lib_dir / "libggml-cpu.so"))
+    except OSError as e:
+        raise GraphError(f"cannot load ggml from {lib_dir}: {e}",
+                         fix=f"reinstall llama-cpp-python: {INSTALL}") from None
+    for target, table in ((base, _SIGNATURES), (cpu, _CPU_SIGNATURES)):
+        for name, (restype, argtypes) in table.items():
+            fn = getattr(target, name)
+            fn.restype = restype
+            fn.argtypes = argtypes
+    overhead = int(base.ggml_tensor_overhead())
+    if overhead != ctypes.sizeof(GgmlTensor) + OBJECT_HEADER:
+        raise GraphError(f"this ggml's struct ggml_tensor takes {overhead - OBJECT_HEADER} "
+                         f"bytes, graphc mirrors the {ctypes.sizeof(GgmlTensor)}-byte struct "
+                         "of ggml 0.25", fix='pip install "llama-cpp-python==0.3.36"')
+    return Ggml(base, cpu, lib_dir)
+
+
+def tensor_at(address: int) -> GgmlTensor:
+    """The ``struct ggml_tensor`` at ``address`` (a view of live memory, not a copy)."""
+    return GgmlTensor.from_address(address)

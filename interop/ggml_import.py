@@ -1,0 +1,380 @@
+"""A ggml capture as a graphc graph plus the memory plan ggml really used.
+
+ggml works on memory; graphc on values. The import bridges them so that liveness is exact:
+
+- **Leaves** become graphc leaves by the buffer they live in: the compute buffer's leaves
+  (llama.cpp's ``inp_*`` tensors) are ``input`` s in the arena, weights buffers' are
+  ``param`` s, every other buffer's (KV cache, recurrent state) are ``state`` s.
+- **Views** (VIEW, RESHAPE, PERMUTE, TRANSPOSE) become ``as_strided`` windows with ggml's
+  byte offset and strides, onto the *current value* of the tensor that owns the bytes --
+  resolved when a node reads them, because ggml reads memory at that moment.
+- **Writes into a view** (SET_ROWS and CPY into the KV cache, ggml's ``*_inplace`` ops)
+  become an ``opaque_inplace`` node that takes the owner's current value as operand 0 and
+  produces its next value in place over the same bytes; later reads see that value. A
+  written state is assigned its last value, so the KV cache is read after the run.
+- **Other nodes** become the graphc op of the same meaning where there is one (ADD, MUL,
+  RMS_NORM, SCALE, SILU, GET_ROWS, CONT; checked by shape and type) and an ``opaque``
+  node otherwise, which keeps ggml's op name, parameters, shape and type. Ops ggml's
+  allocator may compute in place become ``opaque_inplace``, with the operand ggml reused
+  first.
+- **Reads after the run**: every OUTPUT-flagged node is an output; every name in
+  ``Capture.reads`` (what the caller's API copies out, or a tap you name) is read too --
+  as a tap when it lacks the flag, which is how the seed bug looks.
+
+The plan: every tensor at its buffer's region plus its byte offset (a region holds its
+buffers one after another, each at an aligned start), views with their strides, in-place
+labels where ggml put a result over an operand. ``check_import`` runs graphc's aliasing
+checker on it. ggml's inputs are scratch the run may consume: an exact in-place write over
+an input after its last read is ggml's normal practice, so ``input-written`` (a
+conservative graphc rule) is not reported for imports.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from graphc.interop.capture import BufferRecord, Capture, Region, TensorRecord, element_shape
+from graphc.interop.ggml_abi import FLAG_OUTPUT
+from graphc.passes.aliasing import Violation, check_aliasing
+from graphc.passes.memory import MemoryPlan, Placement, fingerprint
+
+from graphc.errors import GraphError
+from graphc.graph import Graph
+from graphc.ops import OpError, contiguous_strides, infer
+from graphc.tensor import Tensor
+
+DTYPES = {"f32": "f32", "f16": "f16", "bf16": "bf16", "i32": "i32"}
+"""ggml type name -> graphc dtype, where the element is the same."""
+
+CAN_INPLACE = frozenset({
+    "SCALE", "DIAG_MASK_ZERO", "DIAG_MASK_INF", "ADD", "ADD_ID", "ADD1", "SUB", "MUL", "DIV",
+    "SQR", "SQRT", "LOG", "UNARY", "ROPE", "ROPE_BACK", "SILU_BACK", "SOFT_MAX",
+    "SOFT_MAX_BACK", "RMS_NORM",
+})
+"""ggml ops its graph allocator may compute over an operand (``ggml_op_can_inplace`` of
+ggml 0.25; :func:`graphc.interop.ggml_abi.Ggml.can_inplace` asks the library itself)."""
+
+_NAME_BAD = re.compile(r"[^A-Za-z0-9_.]+")
+
+
+@dataclass
+class Imported:
+    """A capture as graphc sees it: ``graph`` and ``plan`` (ggml's placement), the reads
+    after the run (``reads``: tensors, outputs included), and for every graphc tensor
+    the ggml tensor it stands for (``record``)."""
+
+    capture: Capture
+    graph: Graph
+    plan: MemoryPlan
+    reads: list[Tensor]
+    record: dict[Tensor, TensorRecord] = field(default_factory=dict)
+    region_base: dict[int, int] = field(default_factory=dict)  # buffer id -> region offset
+
+    def ggml_name(self, t: Tensor | None) -> str:
+        """The ggml name (with op and type) of the tensor ``t`` stands for."""
+        if t is None:
+            return "-"
+        rec = self.record.get(t)
+        return rec.describe() if rec is not None else f"{t.name} ({t.op})"
+
+    def explain(self, v: Violation) -> str:
+        """One line for a violation, in ggml's names."""
+        parts = [f"{v.kind}: {self.ggml_name(v.tensor)}"]
+        if v.clobbered_by is not None:
+            parts.append(f"overwritten by {self.ggml_name(v.clobbered_by)}")
+        if v.step is not None:
+            parts.append(f"at node {v.step}" if v.step >= 0 else "")
+        line = "; ".join(p for p in parts if p)
+        return f"{line}; {v.detail}" if v.detail else line
+
+
+def _dtype(rec: TensorRecord) -> tuple[str, list[int], int]:
+    """(graphc dtype, row-major shape, element size) for a ggml tensor. I64 is imported as
+    pairs of i32 (an extra innermost dimension of 2); block-quantized and other types as
+    a flat i32 array of their bytes (only opaque ops read them)."""
+    shape = element_shape(rec.ne)
+    if rec.type in DTYPES:
+        return DTYPES[rec.type], shape, 2 if rec.type in ("f16", "bf16") else 4
+    if rec.type == "i64":
+        return "i32", [*shape, 2], 4
+    if rec.nbytes % 4:
+        raise GraphError(f"ggml tensor {rec.describe()} has {rec.nbytes} bytes, not a whole "
+                         "number of 4-byte words, so graphc cannot lay it out",
+                         fix="use a model with F32, F16 or block-aligned tensors")
+    return "i32", [rec.nbytes // 4], 4
+
+
+def _strides(rec: TensorRecord, itemsize: int) -> list[int]:
+    """Element strides (row-major order) of a ggml tensor from its byte strides."""
+    n = len(element_shape(rec.ne))
+    nb = list(reversed(rec.nb[:n]))
+    if any(b % itemsize for b in nb):
+        raise GraphError(f"ggml tensor {rec.describe()} has byte strides {rec.nb} that are "
+                         f"not multiples of its {itemsize}-byte element")
+    out = [b // itemsize for b in nb]
+    return [*out, 1] if rec.type == "i64" else out
+
+
+def _unique(base: str, taken: set[str]) -> str:
+    name = _NAME_BAD.sub("_", base).strip("_") or "t"
+    if name[0].isdigit():
+        name = "t" + name
+    out, k = name, 1
+    while out in taken:
+        out, k = f"{name}.{k}", k + 1
+    taken.add(out)
+    return out
+
+
+def _trim(params: Sequence[int]) -> list[int]:
+    """ggml's op parameters without the unused zeros at the end."""
+    out = list(params)
+    while out and out[-1] == 0:
+        out.pop()
+    return out
+
+
+def _f32(word: int) -> float:
+    return float(struct.unpack("<f", struct.pack("<i", word))[0])
+
+
+def _get_rows(r: TensorRecord, x: list[Tensor]) -> tuple[str, dict[str, object]] | None:
+    return ("get_rows", {}) if len(x) == 2 and x[0].ndim == 2 and x[1].ndim == 1 else None
+
+
+_MAPPED: dict[str, Callable[[TensorRecord, list[Tensor]], tuple[str, dict[str, object]] | None]]
+_MAPPED = {
+    "ADD": lambda r, x: ("add", {}) if len(x) == 2 else None,
+    "MUL": lambda r, x: ("mul", {}) if len(x) == 2 else None,
+    "RMS_NORM": lambda r, x: ("rms_norm", {"eps": _f32(r.params[0])}),
+    "SCALE": lambda r, x: ("scale", {"s": _f32(r.params[0])}) if _f32(r.params[1]) == 0
+    else None,
+    "SILU": lambda r, x: ("silu", {}),
+    "GET_ROWS": _get_rows,
+    "CONT": lambda r, x: ("copy", {}),
+}
+"""ggml ops (UNARY by sub-op) with a graphc op of the same meaning: ggml record and
+operands -> (graphc op, attributes), or None where this node's form differs. The result's
+shape and type are checked against ggml's before a node is made."""
+
+
+class _Importer:
+    def __init__(self, cap: Capture, alignment: int | None) -> None:
+        self.cap = cap
+        self.g = Graph("ggml")
+        self.names: set[str] = set()
+        self.recs = cap.tensors
+        nodes = set(cap.order)
+        self.alignment = alignment or max([b.alignment for b in cap.buffers] or [32])
+        self.base: dict[int, int] = {}
+        self.size: dict[Region, int] = {"arena": 0, "state": 0, "param": 0}
+        for b in cap.buffers:
+            start = -(-self.size[b.region] // self.alignment) * self.alignment
+            self.base[b.id] = start
+            self.size[b.region] = start + b.size
+        self.leaves: dict[int, Tensor] = {}
+        self.current: dict[int, Tensor] = {}  # owner record id -> its current graphc value
+        self.views: dict[tuple[int, Tensor], Tensor] = {}
+        self.placements: dict[Tensor, Placement] = {}
+        self.record: dict[Tensor, TensorRecord] = {}
+        self.is_node = nodes
+
+    # ------------------------------------------------------------------ helpers
+    def buffer(self, rec: TensorRecord) -> BufferRecord:
+        if rec.buffer is None or rec.offset is None:
+            raise GraphError(f"ggml tensor {rec.describe()} has no buffer: the graph was not "
+                             "allocated when it was captured",
+                             fix="capture after ggml_gallocr_alloc_graph (or during compute)")
+        return self.cap.buffers[rec.buffer]
+
+    def where(self, rec: TensorRecord) -> tuple[Region, int]:
+        buf = self.buffer(rec)
+        assert rec.offset is not None
+        return buf.region, self.base[buf.id] + rec.offset
+
+    def owner(self, rid: int) -> int:
+        rec = self.recs[rid]
+        return rec.view_src if rec.view_src is not None else rid
+
+    def add(self, t: Tensor, rec: TensorRecord, p: Placement) -> Tensor:
+        self.placements[t] = p
+        self.record[t] = rec
+        return t
+
+    # ------------------------------------------------------------------ leaves and owners
+    def leaf(self, rid: int) -> Tensor:
+        rec = self.recs[rid]
+        region, offset = self.where(rec)
+        dtype, shape, _ = _dtype(rec)
+        name = _unique(rec.name or f"leaf{rid}", self.names)
+        kind = {"arena": "input", "param": "param", "state": "state"}[region]
+        t = getattr(self.g, kind)(name, shape, dtype)
+        self.leaves[rid] = t
+        return self.add(t, rec, Placement(region, offset, t.nbytes))
+
+    def value(self, rid: int) -> Tensor:
+        """The graphc tensor a node reading ``rid`` now sees."""
+        rec = self.recs[rid]
+        if rec.view_src is None:
+            if rid not in self.current:
+                if rid in self.is_node:
+                    raise GraphError(f"ggml node {rec.describe()} is read before it is "
+                                     "computed in the captured order")
+                self.current[rid] = self.leaf(rid)
+            return self.current[rid]
+        owner = self.value(rec.view_src)
+        key = (rid, owner)
+        if key not in self.views:
+            self.views[key] = self.window(rec, owner)
+        return self.views[key]
+
+    def window(self, rec: TensorRecord, owner: Tensor) -> Tensor:
+        """``rec`` (a view of ``owner``'s bytes) as an ``as_strided`` view of ``owner``."""
+        dtype, shape, itemsize = _dtype(rec)
+        if dtype != owner.dtype:
+            raise GraphError(f"ggml view {rec.describe()} reinterprets {owner.dtype} bytes as "
+                             f"{rec.type}; graphc views keep the element type")
+        if rec.view_offs % itemsize:
+            raise GraphError(f"ggml view {rec.describe()} starts at byte {rec.view_offs}, "
+                             f"inside a {itemsize}-byte element")
+        strides = _strides(rec, itemsize)
+        offset = rec.view_offs // itemsize
+        if owner.shape == tuple(shape) and offset == 0 and \
+                tuple(strides) == contiguous_strides(owner.shape):
+            return owner  # the whole owner, as it is
+        name = _unique(rec.name or "view", self.names)
+        t = self.g.as_strided(owner, shape, strides, offset, name=name)
+        op = self.placements[owner]
+        span = sum((d - 1) * s for d, s in zip(shape, strides, strict=True)) + 1 \
+            if all(shape) else 0
+        return self.add(t, rec, Placement(op.region, op.offset + offset * itemsize,
+                                          span * itemsize, view_of=owner,
+                                          strides=tuple(strides)))
+
+    # ------------------------------------------------------------------ nodes
+    def node(self, rid: int) -> None:
+        rec = self.recs[rid]
+        if rec.is_view:
+            return  # resolved where it is read
+        if rec.writes_view:
+            self.write(rid)
+            return
+        operands = [self.value(s) for s in rec.src if s is not None]
+        region, offset = self.where(rec)
+        dtype, shape, _ = _dtype(rec)
+        name = _unique(rec.name or rec.op.lower(), self.names)
+        # which operand (if any) ggml computed this node over
+        over = next((i for i, o in enumerate(operands)
+                     if (self.placements[o].region, self.placements[o].offset)
+                     == (region, offset) and (o.shape, o.dtype) == (tuple(shape), dtype)
+                     and o.nbytes and self.placements[o].strides in
+                     (None, contiguous_strides(o.shape))), None)
+        t = self.mapped(rec, operands, over, name)
+        if t is None:
+            if over is not None:
+                operands.insert(0, operands.pop(over))
+            kind = rec.op in CAN_INPLACE
+            t = self.g.opaque(f"ggml.{rec.desc if rec.op in ('UNARY', 'GLU') else rec.op}",
+                              operands, shape, dtype, params=_trim(rec.params),
+                              may_write_operand=kind, name=name)
+            over = 0 if over is not None else None
+        u = t.inputs[0] if over == 0 and t.inputs else None
+        self.current[rid] = self.add(t, rec, Placement(region, offset, t.nbytes, inplace_of=u))
+
+    def mapped(self, rec: TensorRecord, ops: list[Tensor], over: int | None,
+               name: str) -> Tensor | None:
+        """The graphc op with ggml's meaning, or None: only where the result's shape and
+        type come out exactly as ggml's and ggml's in-place choice is a write into operand
+        0 (the operands of commutative ADD and MUL may swap for that)."""
+        key = rec.desc if rec.op == "UNARY" else rec.op
+        if key not in _MAPPED:
+            return None
+        order = list(range(len(ops)))
+        if over not in (None, 0):
+            if key not in ("ADD", "MUL") or len(ops) != 2:
+                return None
+            order = [1, 0]
+        xs = [ops[i] for i in order]
+        found = _MAPPED[key](rec, xs)
+        if found is None:
+            return None
+        op, attrs = found
+        dtype, shape, _ = _dtype(rec)
+        try:
+            _, got_shape, got_dtype = infer(op, [x.shape for x in xs], [x.dtype for x in xs],
+                                            attrs)
+        except OpError:
+            return None
+        if (got_shape, got_dtype) != (tuple(shape), dtype):
+            return None  # e.g. a CONT that also reshapes: not the same op
+        return self.g.apply(op, xs, attrs, name)
+
+    def write(self, rid: int) -> None:
+        """A node that computes into its view source's bytes: the owner's next value."""
+        rec = self.recs[rid]
+        assert rec.view_src is not None
+        root = self.owner(rid)
+        owner = self.value(root)
+        others = [self.value(s) for s in rec.src
+                  if s is not None and self.owner(s) != root]
+        name = _unique(f"{rec.name or rec.op.lower()}.write", self.names)
+        op = rec.desc if rec.op in ("UNARY", "GLU") else rec.op
+        t = self.g.opaque(f"ggml.{op}", [owner, *others], owner.shape, owner.dtype,
+                          params=_trim(rec.params), inplace=True, name=name)
+        p = self.placements[owner]
+        self.current[root] = self.add(
+            t, rec, Placement(p.region, p.offset, t.nbytes, inplace_of=owner))
+
+    # ------------------------------------------------------------------ all of it
+    def run(self) -> Imported:
+        for rid in self.cap.order:
+            self.node(rid)
+        reads: list[Tensor] = []
+        wanted = set(self.cap.reads)
+        outs: set[str] = set()
+        for rid in self.cap.order:
+            rec = self.recs[rid]
+            if rec.flags & FLAG_OUTPUT or rec.name in wanted:
+                t = self.value(rid)
+                if rec.flags & FLAG_OUTPUT:
+                    name = _unique(rec.name or f"out{rid}", outs)
+                    self.g.set_output(t, name)
+                reads.append(t)
+        missing = wanted - {self.recs[r].name for r in self.cap.order}
+        if missing:
+            raise GraphError(f"the capture has no node named {sorted(missing)[0]!r} to read",
+                             fix="read a node of the graph (see graphc llama-check --nodes)")
+        for rid, t in self.current.items():  # a written state keeps its last value
+            leaf = self.leaves.get(rid)
+            if leaf is not None and leaf.op == "state" and t is not leaf:
+                self.g.assign(leaf, t)
+        plan = MemoryPlan(
+            graph_name=self.g.name, order=list(self.g.node_view), placements=dict(self.placements),
+            arena_bytes=self.size["arena"], state_bytes=self.size["state"],
+            param_bytes=self.size["param"], lower_bound_bytes=0,
+            fingerprint=fingerprint(self.g), strategy="ggml", alignment=self.alignment,
+            certificate="the placement ggml's allocator made")
+        return Imported(self.cap, self.g, plan, reads, dict(self.record), dict(self.base))
+
+
+def import_capture(cap: Capture, alignment: int | None = None) -> Imported:
+    """The graph and plan of a capture (see the module doc). ``alignment``: the plan's
+    (default: the largest buffer alignment). GraphError naming the ggml tensor for what
+    graphc cannot lay out."""
+    return _Importer(cap, alignment).run()
+
+
+def check_import(imp: Imported) -> list[Violation]:
+    """graphc's aliasing checker on ggml's plan, with the caller's reads after the run;
+    ``input-written`` is dropped (see the module doc)."""
+    found = check_aliasing(imp.graph, imp.plan, reads=list(imp.reads))
+    return [v for v in found if v.kind != "input-written"]
+
+
+def dynamic_findings(imp: Imported) -> Sequence[str]:
+    """What the dynamic check saw while ggml ran (empty when it ran clean or did not run)."""
+    recs = imp.capture.tensors
+    return [f"{recs[f.tensor].describe()}: {f.detail}" for f in imp.capture.findings]
