@@ -5,6 +5,7 @@ Nothing here bounds a time: timings vary, so they are only checked to be positiv
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 import subprocess
@@ -163,6 +164,19 @@ def _check_soundness(out: str) -> None:
         assert _num(plain) > 0 and _num(checked) > 0 and _num(ratio) > 0
 
 
+def _check_llama(out: str) -> None:
+    rows = _rows(r"^(?:qwen\S+), \w+\s+{N}\s+{N}\s+{N}\s+{N}\s+{N}\s+{N}  proven safe, "
+                 r"0 stale reads$", out, count=5)  # qwen3 prompt/decode, qwen35 + mtp
+    for nodes, buf, reach, greedy, best, bound in rows:
+        assert nodes > 0 and bound <= best <= greedy and best <= reach <= buf
+    assert "tap unmarked: violations ['unmarked-tap: h_pre_norm']" in out
+    assert "hold the post-norm values" in out and "hold the pre-norm values" in out
+    moves, broke, flagged, harmless, missed = _one(
+        r"^real memory as the oracle: {N} moves, {N} broke an output, {N} flagged \({N} "
+        r"where the outputs came out equal\), {N} missed$", out)
+    assert missed == 0 and broke <= flagged <= moves and flagged - harmless == broke
+
+
 @pytest.mark.parametrize(("script", "expect", "check"), [
     ("bench_passes.py", ["fitted scaling exponent", "logits[-1] (sampling)"], _check_passes),
     ("bench_memory.py", ["greedy-by-size / lower bound", "vs breadth-first", "plan + check"],
@@ -173,6 +187,9 @@ def _check_soundness(out: str) -> None:
      _check_prefill),
     ("bench_soundness.py", ["static checker vs sanitizer", "sanitizer cost"],
      _check_soundness),
+    pytest.param("bench_llama.py", ["seed bug", "real memory as the oracle"], _check_llama,
+                 marks=pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
+                                          reason="needs the llama extra")),
 ])
 def test_benchmark_quick_mode(script: str, expect: list[str],
                               check: Callable[[str], None]) -> None:
