@@ -33,13 +33,14 @@ from graphc.interop.ggml_abi import (
     FLAG_NAMES,
     FLAG_OUTPUT,
     GGML_MAX_DIMS,
+    GGML_MAX_OP_PARAMS,
     USAGE_NAMES,
     VIEW_OPS,
     Ggml,
     lib,
     tensor_at,
 )
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, model_validator
 
 from graphc.errors import GraphError
 
@@ -67,6 +68,7 @@ class TensorRecord(BaseModel):
     buffer: int | None
     offset: int | None
     nbytes: int
+    inplace_ok: bool = False  # ggml_op_can_inplace: its allocator may reuse an operand
 
     @property
     def is_view(self) -> bool:
@@ -132,6 +134,40 @@ class Capture(BaseModel):
     checked: bool = False
     findings: list[Finding] = []
 
+    @model_validator(mode="after")
+    def _consistent(self) -> Capture:
+        """Every index points into the capture; views point at tensors that own bytes."""
+        n, nbuf = len(self.tensors), len(self.buffers)
+
+        def bad(rec: TensorRecord, what: str) -> ValueError:
+            return ValueError(f"tensor {rec.id} ({rec.name!r}): {what}")
+
+        for i, rec in enumerate(self.tensors):
+            if rec.id != i:
+                raise bad(rec, f"its id must be its position, {i}")
+            if len(rec.ne) != GGML_MAX_DIMS or len(rec.nb) != GGML_MAX_DIMS:
+                raise bad(rec, f"ne and nb need {GGML_MAX_DIMS} entries")
+            if len(rec.params) != GGML_MAX_OP_PARAMS // 4:
+                raise bad(rec, f"params needs {GGML_MAX_OP_PARAMS // 4} entries")
+            for s in rec.src:
+                if s is not None and not 0 <= s < n:
+                    raise bad(rec, f"source {s} is not a tensor of the capture")
+            if rec.view_src is not None:
+                if not 0 <= rec.view_src < n or rec.view_src == i:
+                    raise bad(rec, f"view_src {rec.view_src} is not another tensor")
+                if self.tensors[rec.view_src].view_src is not None:
+                    raise bad(rec, "view_src must own its bytes (ggml points views at the "
+                                   "owner)")
+            if rec.buffer is not None and not 0 <= rec.buffer < nbuf:
+                raise bad(rec, f"buffer {rec.buffer} is not a buffer of the capture")
+            if (rec.offset is not None and rec.offset < 0) or rec.view_offs < 0 \
+                    or rec.nbytes < 0:
+                raise bad(rec, "offsets and sizes must be >= 0")
+        for k in self.order:
+            if not 0 <= k < n:
+                raise ValueError(f"order entry {k} is not a tensor of the capture")
+        return self
+
     def by_name(self, name: str) -> TensorRecord:
         """The last tensor named ``name`` (ggml names need not be unique)."""
         for t in reversed(self.tensors):
@@ -178,7 +214,8 @@ class Capture(BaseModel):
         except ValidationError as e:
             err = e.errors()[0]
             where = ".".join(map(str, err["loc"]))
-            raise GraphError(f"{path}: not a ggml capture: {where}: {err['msg']}",
+            raise GraphError(f"{path}: not a ggml capture: "
+                             + (f"{where}: " if where else "") + str(err["msg"]),
                              fix="write captures with graphc (Capture.save)") from None
 
 
@@ -230,7 +267,8 @@ class _Walker:
             type=g.type_name(t.type), type_id=int(t.type), ne=[int(x) for x in t.ne],
             nb=[int(x) for x in t.nb], params=[int(x) for x in t.op_params],
             flags=int(t.flags), src=src_ids, view_src=view_src, view_offs=int(t.view_offs),
-            buffer=buf, offset=offset, nbytes=int(g.base.ggml_nbytes(address)))
+            buffer=buf, offset=offset, nbytes=int(g.base.ggml_nbytes(address)),
+            inplace_ok=g.can_inplace(t.op))
         self.ids[address] = rec.id
         self.records.append(rec)
         return rec.id
@@ -274,6 +312,7 @@ class Recorder:
         self.order: list[int] = []
         self.seen: set[int] = set()
         self.snapshot: dict[int, bytes] = {}  # root record id -> bytes last written
+        self.before: dict[int, bytes] = {}  # buffer id -> its bytes when first seen
         self.findings: list[Finding] = []
         self.errors: list[str] = []
 
@@ -296,6 +335,30 @@ class Recorder:
         if address is None or buf is None or not buf.is_host or rec.nbytes <= 0:
             return None
         return ctypes.string_at(address, rec.nbytes)
+
+    def _snapshot_buffers(self) -> None:
+        """Copy every newly seen host buffer (weights excepted: nothing in a graph writes
+        them) before the node that revealed it runs: no earlier node wrote into it, or the
+        buffer would have been seen then. Leaves are later checked against this copy."""
+        for address, bid in self.walker.buffer_ids.items():
+            buf = self.walker.buffers[bid]
+            if bid not in self.before and buf.is_host and buf.usage != "weights":
+                self.before[bid] = ctypes.string_at(self.walker.bases[address], buf.size)
+
+    def _first_read(self, root: int, reader: int) -> None:
+        """A leaf read for the first time: it must hold what it held before the run."""
+        rec = self.walker.records[root]
+        got = self._bytes(root)
+        if got is None:
+            return
+        before = self.before.get(rec.buffer) if rec.buffer is not None else None
+        if before is not None and rec.offset is not None:
+            want = before[rec.offset:rec.offset + rec.nbytes]
+            if len(want) == len(got):
+                self.snapshot[root] = want
+                self._verify(root, reader)
+                return
+        self.snapshot[root] = got
 
     def _remember(self, rid: int) -> None:
         data = self._bytes(rid)
@@ -325,6 +388,8 @@ class Recorder:
                 return True
             rid = self.walker.tensor(int(address))
             rec = self.walker.records[rid]
+            if self.check:
+                self._snapshot_buffers()
             if ask:
                 if rid not in self.seen:
                     self.seen.add(rid)
@@ -335,7 +400,7 @@ class Recorder:
                             continue
                         root = self._root(s)
                         if root not in self.snapshot and self.walker.records[root].op == "NONE":
-                            self._remember(root)  # a leaf: its bytes as the run found them
+                            self._first_read(root, rid)  # a leaf, against the run's start
                         else:
                             self._verify(root, rid)
                 return True  # observe every node

@@ -15,8 +15,8 @@ ggml works on memory; graphc on values. The import bridges them so that liveness
 - **Other nodes** become the graphc op of the same meaning where there is one (ADD, MUL,
   RMS_NORM, SCALE, SILU, GET_ROWS, CONT; checked by shape and type) and an ``opaque``
   node otherwise, which keeps ggml's op name, parameters, shape and type. Ops ggml's
-  allocator may compute in place become ``opaque_inplace``, with the operand ggml reused
-  first.
+  allocator may compute in place (``ggml_op_can_inplace``, recorded in the capture)
+  become ``opaque_inplace``, with the operand ggml reused first.
 - **Reads after the run**: every OUTPUT-flagged node is an output; every name in
   ``Capture.reads`` (what the caller's API copies out, or a tap you name) is read too --
   as a tap when it lacks the flag, which is how the seed bug looks.
@@ -27,6 +27,12 @@ labels where ggml put a result over an operand. ``check_import`` runs graphc's a
 checker on it. ggml's inputs are scratch the run may consume: an exact in-place write over
 an input after its last read is ggml's normal practice, so ``input-written`` (a
 conservative graphc rule) is not reported for imports.
+
+A capture can also describe memory no allocator would produce (an edited file, a corrupted
+plan): a view or a write into a view whose bytes are not its owner's at ``view_offs``
+(``bad-view``), or a tensor that owns its bytes with strides that are not dense, so ggml's
+kernels write past its size (``bad-layout``). The import reports those itself, next to
+the checker's findings, rather than model bytes ggml would not read where it says.
 """
 
 from __future__ import annotations
@@ -49,14 +55,6 @@ from graphc.tensor import Tensor
 DTYPES = {"f32": "f32", "f16": "f16", "bf16": "bf16", "i32": "i32"}
 """ggml type name -> graphc dtype, where the element is the same."""
 
-CAN_INPLACE = frozenset({
-    "SCALE", "DIAG_MASK_ZERO", "DIAG_MASK_INF", "ADD", "ADD_ID", "ADD1", "SUB", "MUL", "DIV",
-    "SQR", "SQRT", "LOG", "UNARY", "ROPE", "ROPE_BACK", "SILU_BACK", "SOFT_MAX",
-    "SOFT_MAX_BACK", "RMS_NORM",
-})
-"""ggml ops its graph allocator may compute over an operand (``ggml_op_can_inplace`` of
-ggml 0.25; :func:`graphc.interop.ggml_abi.Ggml.can_inplace` asks the library itself)."""
-
 _NAME_BAD = re.compile(r"[^A-Za-z0-9_.]+")
 
 
@@ -72,6 +70,7 @@ class Imported:
     reads: list[Tensor]
     record: dict[Tensor, TensorRecord] = field(default_factory=dict)
     region_base: dict[int, int] = field(default_factory=dict)  # buffer id -> region offset
+    problems: list[Violation] = field(default_factory=list)  # found by the import itself
 
     def ggml_name(self, t: Tensor | None) -> str:
         """The ggml name (with op and type) of the tensor ``t`` stands for."""
@@ -85,10 +84,29 @@ class Imported:
         parts = [f"{v.kind}: {self.ggml_name(v.tensor)}"]
         if v.clobbered_by is not None:
             parts.append(f"overwritten by {self.ggml_name(v.clobbered_by)}")
-        if v.step is not None:
-            parts.append(f"at node {v.step}" if v.step >= 0 else "")
-        line = "; ".join(p for p in parts if p)
-        return f"{line}; {v.detail}" if v.detail else line
+            rec = self.record.get(v.clobbered_by)
+            if rec is not None and rec.id in self.capture.order:
+                parts.append(f"at node {self.capture.order.index(rec.id)} of ggml's graph")
+        line = "; ".join(parts)
+        line = f"{line}; {v.detail}" if v.detail else line
+        fix = _GGML_FIX.get(v.kind)
+        return f"{line} -- fix: {fix(self.ggml_name(v.tensor))}" if fix else line
+
+
+_GGML_FIX: dict[str, Callable[[str], str]] = {
+    "unmarked-tap": lambda n: f"call ggml_set_output on {n.split(' (')[0]} before the graph "
+                              "is allocated, so the allocator keeps its bytes to the end",
+    "output-clobbered": lambda n: f"{n.split(' (')[0]} is an output: this allocation is "
+                                  "broken; reallocate the graph",
+}
+"""The fix in ggml's terms, for kinds whose graphc fix would name graphc's API."""
+
+
+def _dense_nb(rec: TensorRecord, itemsize: int) -> list[int]:
+    nb = [itemsize * (2 if rec.type == "i64" else 1)]
+    for d in rec.ne[:-1]:
+        nb.append(nb[-1] * d)
+    return nb
 
 
 def _dtype(rec: TensorRecord) -> tuple[str, list[int], int]:
@@ -179,6 +197,8 @@ class _Importer:
         self.current: dict[int, Tensor] = {}  # owner record id -> its current graphc value
         self.views: dict[tuple[int, Tensor], Tensor] = {}
         self.placements: dict[Tensor, Placement] = {}
+        self.problems: list[Violation] = []
+        self.reported: set[int] = set()
         self.record: dict[Tensor, TensorRecord] = {}
         self.is_node = nodes
 
@@ -213,6 +233,7 @@ class _Importer:
         kind = {"arena": "input", "param": "param", "state": "state"}[region]
         t = getattr(self.g, kind)(name, shape, dtype)
         self.leaves[rid] = t
+        self.layout(rec, t)
         return self.add(t, rec, Placement(region, offset, t.nbytes))
 
     def value(self, rid: int) -> Tensor:
@@ -231,6 +252,37 @@ class _Importer:
             self.views[key] = self.window(rec, owner)
         return self.views[key]
 
+    def misplaced(self, rec: TensorRecord, t: Tensor) -> None:
+        """Report ``rec`` (a view or a write into a view, imported as ``t``) when its bytes
+        are not its owner's at ``view_offs``: ggml would read or write elsewhere."""
+        assert rec.view_src is not None
+        owner = self.recs[rec.view_src]
+        if rec.id in self.reported:
+            return
+        if (rec.buffer, rec.offset) == (owner.buffer, None if owner.offset is None
+                                        else owner.offset + rec.view_offs):
+            return
+        self.reported.add(rec.id)
+        self.problems.append(Violation(
+            "bad-view", t, None, None,
+            f"point {rec.name or 'it'} at its owner's bytes plus view_offs (ggml_view_*)",
+            f"ggml tensor {rec.describe()} is a view of {owner.describe()} at +"
+            f"{rec.view_offs} B, but its data lies at {rec.offset} B of buffer {rec.buffer}"
+            f" instead of {owner.offset} + {rec.view_offs} of buffer {owner.buffer}: ggml "
+            "reads and writes it there"))
+
+    def layout(self, rec: TensorRecord, t: Tensor) -> None:
+        """Report a tensor that owns its bytes with strides that are not dense."""
+        _, _, itemsize = _dtype(rec)
+        if rec.type in DTYPES or rec.type == "i64":
+            want = _dense_nb(rec, itemsize)
+            if list(rec.nb) != want:
+                self.problems.append(Violation(
+                    "bad-layout", t, None, None,
+                    f"allocate {rec.name or 'it'} dense (nb = {want})",
+                    f"ggml tensor {rec.describe()} owns {rec.nbytes} B but has strides "
+                    f"nb = {rec.nb}: ggml's kernels write it at those strides"))
+
     def window(self, rec: TensorRecord, owner: Tensor) -> Tensor:
         """``rec`` (a view of ``owner``'s bytes) as an ``as_strided`` view of ``owner``."""
         dtype, shape, itemsize = _dtype(rec)
@@ -244,9 +296,11 @@ class _Importer:
         offset = rec.view_offs // itemsize
         if owner.shape == tuple(shape) and offset == 0 and \
                 tuple(strides) == contiguous_strides(owner.shape):
+            self.misplaced(rec, owner)
             return owner  # the whole owner, as it is
         name = _unique(rec.name or "view", self.names)
         t = self.g.as_strided(owner, shape, strides, offset, name=name)
+        self.misplaced(rec, t)
         op = self.placements[owner]
         span = sum((d - 1) * s for d, s in zip(shape, strides, strict=True)) + 1 \
             if all(shape) else 0
@@ -276,12 +330,13 @@ class _Importer:
         if t is None:
             if over is not None:
                 operands.insert(0, operands.pop(over))
-            kind = rec.op in CAN_INPLACE
+            kind = rec.inplace_ok
             t = self.g.opaque(f"ggml.{rec.desc if rec.op in ('UNARY', 'GLU') else rec.op}",
                               operands, shape, dtype, params=_trim(rec.params),
                               may_write_operand=kind, name=name)
             over = 0 if over is not None else None
         u = t.inputs[0] if over == 0 and t.inputs else None
+        self.layout(rec, t)
         self.current[rid] = self.add(t, rec, Placement(region, offset, t.nbytes, inplace_of=u))
 
     def mapped(self, rec: TensorRecord, ops: list[Tensor], over: int | None,
@@ -324,6 +379,7 @@ class _Importer:
         op = rec.desc if rec.op in ("UNARY", "GLU") else rec.op
         t = self.g.opaque(f"ggml.{op}", [owner, *others], owner.shape, owner.dtype,
                           params=_trim(rec.params), inplace=True, name=name)
+        self.misplaced(rec, t)
         p = self.placements[owner]
         self.current[root] = self.add(
             t, rec, Placement(p.region, p.offset, t.nbytes, inplace_of=owner))
@@ -357,7 +413,8 @@ class _Importer:
             param_bytes=self.size["param"], lower_bound_bytes=0,
             fingerprint=fingerprint(self.g), strategy="ggml", alignment=self.alignment,
             certificate="the placement ggml's allocator made")
-        return Imported(self.cap, self.g, plan, reads, dict(self.record), dict(self.base))
+        return Imported(self.cap, self.g, plan, reads, dict(self.record), dict(self.base),
+                        list(self.problems))
 
 
 def import_capture(cap: Capture, alignment: int | None = None) -> Imported:
@@ -368,10 +425,11 @@ def import_capture(cap: Capture, alignment: int | None = None) -> Imported:
 
 
 def check_import(imp: Imported) -> list[Violation]:
-    """graphc's aliasing checker on ggml's plan, with the caller's reads after the run;
-    ``input-written`` is dropped (see the module doc)."""
+    """What the import found wrong in the capture itself, then graphc's aliasing checker on
+    ggml's plan with the caller's reads after the run; ``input-written`` is dropped (see
+    the module doc)."""
     found = check_aliasing(imp.graph, imp.plan, reads=list(imp.reads))
-    return [v for v in found if v.kind != "input-written"]
+    return [*imp.problems, *(v for v in found if v.kind != "input-written")]
 
 
 def dynamic_findings(imp: Imported) -> Sequence[str]:
