@@ -39,7 +39,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from graphc.examples.qwen import MtpHead, QwenConfig, build_main, main_forward
+from graphc.examples.qwen import (
+    MtpHead,
+    QwenConfig,
+    build_main,
+    main_forward,
+    mtp_param_shapes,
+    param_shapes,
+)
 
 import graphc as gc
 
@@ -173,6 +180,24 @@ def build_round(cfg: QwenConfig, k: int, source: str = "pre_norm") -> gc.Graph:
     return g
 
 
+def rigged_params(cfg: QwenConfig) -> dict[str, np.ndarray]:
+    """Weights under which the next token is always (token + 1) % vocab and the MTP head
+    drafts (token + 1) % vocab from the token it is given, so every draft is right (needs
+    ``d_model >= vocab``). Every matrix keeps its full size, so calls cost what a model of
+    these sizes costs."""
+    v, d = cfg.vocab, cfg.d_model
+    if d < v:
+        raise gc.GraphError(f"rigged weights need d_model >= vocab, got {d} < {v}")
+    p = {k: np.zeros(s, np.float32) for k, s in (param_shapes(cfg) | mtp_param_shapes(cfg)).items()}
+    for name, value in p.items():
+        if name.endswith("norm"):
+            p[name] = np.ones_like(value)
+    p["embed"][np.arange(v), np.arange(v)] = 1.0  # one-hot embeddings
+    p["lm_head"][np.arange(v), (np.arange(v) + 1) % v] = 1.0  # e_i -> logit peak at i+1
+    p["mtp.proj"][d + np.arange(d), np.arange(d)] = 1.0  # keep the embedding half
+    return p
+
+
 class Runner:
     """Compiles and caches one model's graphs (per kind, prompt length and draft length)
     for one backend. ``compile_seconds`` sums the time spent compiling."""
@@ -251,7 +276,7 @@ def greedy_generate(runner: Runner, prompt: list[int], n_new: int
     out = pre.run({"tokens": np.asarray(prompt, np.int32),
                    "pos": np.arange(len(prompt), dtype=np.int32)})
     stats.calls += 1
-    tokens = [int(out["choice"][-1])]
+    tokens = [int(np.asarray(out["choice"])[-1])]  # host arrays: no device-side indexing
     step.state = pre.state
     feed = np.zeros(1, np.int32)
     at = np.zeros(1, np.int32)
@@ -259,7 +284,7 @@ def greedy_generate(runner: Runner, prompt: list[int], n_new: int
         feed[0], at[0] = tokens[-1], len(prompt) + len(tokens) - 1
         out = step.run({"tokens": feed, "pos": at})
         stats.calls += 1
-        tokens.append(int(out["choice"][-1]))
+        tokens.append(int(np.asarray(out["choice"])[-1]))
     stats.seconds = time.perf_counter() - t0
     stats.tokens = len(tokens)
     return tokens, stats
@@ -279,16 +304,16 @@ def speculative_generate(runner: Runner, prompt: list[int], n_new: int, k: int =
     out = pre.run({"tokens": np.asarray(prompt, np.int32),
                    "pos": np.arange(len(prompt), dtype=np.int32)})
     stats.calls += 1
-    tokens = [int(out["first"][0])]
-    feed = np.concatenate([np.asarray(out["first"], np.int32),
-                           np.asarray(out["drafts"], np.int32)])
+    first, drafts = np.asarray(out["first"], np.int32), np.asarray(out["drafts"], np.int32)
+    tokens = [int(first[0])]
+    feed = np.concatenate([first, drafts])
     start = np.array([len(prompt)], np.int32)  # the position of feed[0]
     rnd.state = pre.state
     while len(tokens) < n_new:
         out = rnd.run({"tokens": feed, "start": start})
         stats.calls += 1
         choices = np.asarray(out["choices"], np.int32)
-        a = int(out["accepted"][0])
+        a = int(np.asarray(out["accepted"])[0])
         tokens.extend(choices[: a + 1].tolist())
         stats.drafted += k
         stats.accepted += a

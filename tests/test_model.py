@@ -22,6 +22,7 @@ from graphc.examples.speculative import (
     Runner,
     build_round,
     greedy_generate,
+    rigged_params,
     speculative_generate,
 )
 from graphc.passes import check_aliasing, plan_memory
@@ -123,26 +124,11 @@ def test_speculative_equals_greedy_on_the_trained_checkpoint(backend: str) -> No
     assert stats.calls == 1 + len(stats.accepted_per_round) < 12
 
 
-def _counting_model(cfg: QwenConfig) -> dict[str, np.ndarray]:
-    """Weights under which the next token is always (token + 1) % vocab and the MTP head
-    drafts (token + 1) % vocab from the token it is given: every draft is right."""
-    p = {k: np.zeros(s, np.float32) for k, s in (param_shapes(cfg) | mtp_param_shapes(cfg)).items()}
-    v, d = cfg.vocab, cfg.d_model
-    assert d >= v
-    for name, s in p.items():
-        if name.endswith("norm") or name in ("mtp.hnorm", "mtp.enorm"):
-            p[name] = np.ones_like(s)
-    p["embed"][np.arange(v), np.arange(v)] = 1.0  # one-hot embeddings
-    p["lm_head"][np.arange(v), (np.arange(v) + 1) % v] = 1.0  # e_i -> logit peak at i+1
-    p["mtp.proj"][d + np.arange(d), np.arange(d)] = 1.0  # keep the embedding half
-    return p
-
-
 @pytest.mark.parametrize("backend", ["reference", "jax"])
 def test_speculative_accepts_good_drafts(backend: str) -> None:
     cfg = QwenConfig(vocab=16, d_model=32, n_layers=1, n_heads=4, n_kv_heads=2, d_ffn=32,
                      max_ctx=64)
-    runner = Runner(cfg, _counting_model(cfg), backend=backend)
+    runner = Runner(cfg, rigged_params(cfg), backend=backend)
     prompt = [3, 4, 5]
     plain, gstats = greedy_generate(runner, prompt, 20)
     assert plain == [(6 + i) % 16 for i in range(20)] and gstats.calls == 20
