@@ -111,6 +111,7 @@ LOWERINGS: RuleTable[Lowering] = RuleTable("the jax backend", {
     "mul": lambda x, a, t: x[0] * x[1],
     "div": lambda x, a, t: x[0] / x[1],
     "maximum": lambda x, a, t: jnp.maximum(x[0], x[1]),
+    "equal": lambda x, a, t: jnp.equal(x[0], x[1]),
     "neg": lambda x, a, t: -x[0],
     "exp": lambda x, a, t: jnp.exp(x[0]),
     "log": lambda x, a, t: jnp.log(x[0]),

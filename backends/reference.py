@@ -112,6 +112,7 @@ RULES: RuleTable[Rule] = RuleTable("the reference backend", {
     "mul": lambda x, a, t: x[0] * x[1],
     "div": lambda x, a, t: x[0] / x[1],
     "maximum": lambda x, a, t: np.maximum(x[0], x[1]),
+    "equal": lambda x, a, t: np.equal(x[0], x[1]),
     "neg": lambda x, a, t: -x[0],
     "exp": lambda x, a, t: np.exp(x[0]),
     "log": lambda x, a, t: np.log(x[0]),

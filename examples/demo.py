@@ -7,8 +7,9 @@
 4. a labelled demonstration: leave out ``set_output`` on the pre-norm hidden state the
    MTP head reads, and watch the checker catch it and the arena executor produce the
    post-norm values a ggml-style runtime would have handed over;
-5. runs speculative decoding with the MTP head and prints the acceptance figures,
-   checking the output against plain greedy decoding.
+5. runs speculative decoding with the MTP head, one compiled graph per round (its memory
+   plan proven safe, arena, bound and gap printed), checks the output against plain
+   greedy decoding, and prints calls per token and tokens/s of both, measured in turn.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def _model(args: argparse.Namespace) -> tuple[QwenConfig, dict[str, np.ndarray],
         return cfg, params, str(weights)
     cfg = QwenConfig(vocab=args.vocab, d_model=args.d_model, n_layers=args.layers,
                      n_heads=args.heads, n_kv_heads=args.kv_heads, d_ffn=2 * args.d_model,
-                     max_ctx=max(128, args.prompt_len + args.new_tokens + args.draft + 2))
+                     max_ctx=max(128, args.prompt_len + args.new_tokens + 2 * args.draft))
     return cfg, init_params(cfg, seed=args.seed, mtp=True), f"random (seed {args.seed})"
 
 
@@ -114,9 +115,9 @@ def run_demo(args: argparse.Namespace) -> int:
                 fix="drop --device, or install a JAX build for that device (e.g. jax[cuda12])",
             ) from None
     cfg, params, source = _model(args)
-    if args.prompt_len + args.new_tokens + args.draft + 1 > cfg.max_ctx:
-        raise gc.GraphError(f"prompt + new tokens + drafts exceed the model's context of "
-                            f"{cfg.max_ctx}", fix="lower --prompt-len or --new-tokens")
+    if args.prompt_len + args.new_tokens + 2 * args.draft > cfg.max_ctx:
+        raise gc.GraphError(f"prompt + new tokens + twice the drafts exceed the model's "
+                            f"context of {cfg.max_ctx}", fix="lower --prompt-len or --new-tokens")
     h_src = SOURCES[args.mtp_source]
     trained = not source.startswith("random")
     if args.study:
@@ -192,29 +193,39 @@ def run_demo(args: argparse.Namespace) -> int:
     console.rule("3. DEMONSTRATION: the MTP head reads h_pre_norm, but nobody marked it")
     ok &= _tap_demo(console, cfg, main_params, feeds)
 
-    # -- 4. speculative decoding
+    # -- 4. speculative decoding, one compiled graph per round
     console.rule(f"4. speculative decoding with the MTP head ({args.mtp_source} hidden state, "
-                 f"k={args.draft}) on {args.backend}")
+                 f"k={args.draft}) on {args.backend}: one compiled graph per round")
     runner = Runner(cfg, params, backend=args.backend, mtp_source=args.mtp_source,
                     compile_options=options)
-    with console.status("compiling the graphs each call needs..."):
+    with console.status("compiling greedy decoding and the speculative round..."):
         runner.prepare(len(prompt), args.draft)
-        greedy_generate(runner, prompt, min(3, args.new_tokens))  # warm up the runtime
-        speculative_generate(runner, prompt, min(2 * args.draft + 2, args.new_tokens),
-                             args.draft)
-    with console.status(f"generating {args.new_tokens} tokens, greedy and speculative..."):
-        plain, gstats = greedy_generate(runner, prompt, args.new_tokens)
-        spec, sstats = speculative_generate(runner, prompt, args.new_tokens, args.draft)
-    table = Table()
-    for col in ("decoding", "tokens", "drafts proposed", "accepted", "acceptance",
-                "tokens / main call", "main calls", "tokens / s"):
+    ok &= _round_plan(console, runner.speculative(len(prompt), args.draft)[1].graph)
+    plain, gstats = greedy_generate(runner, prompt, args.new_tokens)
+    spec, sstats = speculative_generate(runner, prompt, args.new_tokens, args.draft)
+    with console.status(f"timing {args.new_tokens} tokens, greedy and speculative in turn, "
+                        f"{args.repeats} runs each..."):
+        t_greedy, t_spec = interleaved_medians(
+            [lambda: greedy_generate(runner, prompt, args.new_tokens),
+             lambda: speculative_generate(runner, prompt, args.new_tokens, args.draft)],
+            args.repeats)
+    table = Table(title=f"{args.new_tokens} new tokens; tokens/s: median of {args.repeats} "
+                        "runs, greedy and speculative measured alternately")
+    for col in ("decoding", "calls", "calls / token", "tokens / call", "acceptance",
+                "tokens / s", "speed-up"):
         table.add_column(col, justify="right")
-    table.add_row("greedy", str(gstats.tokens), "-", "-", "-", f"{gstats.tokens_per_call:.2f}",
-                  str(gstats.main_calls), f"{gstats.tokens_per_second:.1f}")
-    table.add_row("speculative", str(sstats.tokens), str(sstats.drafted), str(sstats.accepted),
-                  f"{100 * sstats.acceptance_rate:.1f}%", f"{sstats.tokens_per_call:.2f}",
-                  str(sstats.main_calls), f"{sstats.tokens_per_second:.1f}")
+    g_rate, s_rate = gstats.tokens / t_greedy, sstats.tokens / t_spec
+    table.add_row("greedy", str(gstats.calls), f"{gstats.calls_per_token:.2f}",
+                  f"{gstats.tokens_per_call:.2f}", "-", f"{g_rate:.0f}", "1.00x")
+    table.add_row(f"speculative, k={args.draft}", str(sstats.calls),
+                  f"{sstats.calls_per_token:.2f}", f"{sstats.tokens_per_call:.2f}",
+                  f"{100 * sstats.acceptance_rate:.1f}% of {sstats.drafted}", f"{s_rate:.0f}",
+                  f"{s_rate / g_rate:.2f}x")
     console.print(table)
+    print(f"speculative: {sstats.calls} calls for {sstats.tokens} tokens "
+          f"({sstats.tokens_per_call:.2f} tokens per call), acceptance "
+          f"{100 * sstats.acceptance_rate:.1f}%, {s_rate:.0f} tokens/s against greedy's "
+          f"{g_rate:.0f} ({s_rate / g_rate:.2f}x)")
     equal = plain == spec
     console.print(f"speculative output equals greedy decoding token for token: {equal}")
     if trained and cfg.vocab == 256:
@@ -261,6 +272,28 @@ def _study(console: Console, cfg: QwenConfig, params: dict[str, np.ndarray],
           f" the head's own RMSNorm undoes most of the final norm here, so the bug costs "
           f"little in this model; where final-norm weights vary widely it costs more")
     return 0 if all(r.identical for r in rows) else 1
+
+
+def _round_plan(console: Console, g: gc.Graph) -> bool:
+    """Plan the round graph's memory, prove it safe, and print its arena, bound and gap;
+    True when the plan is proven safe and every KV cache is updated in its own bytes."""
+    plan = plan_memory(g, reads={n: "all" for n in g.outputs})
+    found = check_aliasing(g, plan)
+    in_place = 0
+    for state, value in g.assigns.items():
+        t: gc.Tensor | None = value
+        while t is not None and t is not state:
+            t = plan.placements[t].inplace_of
+        in_place += t is state
+    gap = plan.arena_bytes - plan.lower_bound_bytes
+    console.print(f"round graph @{g.name}: {len(g.nodes)} nodes; arena {plan.arena_bytes:,} B, "
+                  f"lower bound {plan.lower_bound_bytes:,} B, gap {gap:,} B (ratio "
+                  f"{plan.ratio:.3f}); {in_place} of {len(g.states)} KV-cache states "
+                  f"updated in place ({plan.state_bytes:,} B)")
+    console.print("aliasing check of the round graph: " + (
+        "[green]proven safe[/green], the in-place cache writes included" if not found
+        else f"[red]{len(found)} violations"))
+    return not found and in_place == len(g.states)
 
 
 def _tap_demo(console: Console, cfg: QwenConfig, params: dict[str, np.ndarray],

@@ -106,10 +106,16 @@ def init_params(cfg: QwenConfig, seed: int = 0, mtp: bool = False
 
 
 def block(g: gc.Graph, cfg: QwenConfig, x: gc.Tensor, pos: gc.Tensor, prefix: str,
-          cache: tuple[gc.Tensor, gc.Tensor] | None) -> gc.Tensor:
+          cache: tuple[gc.Tensor, gc.Tensor] | None, inplace: bool = False
+          ) -> tuple[gc.Tensor, tuple[gc.Tensor, gc.Tensor] | None]:
     """One transformer block over ``x`` [n, d] at positions ``pos``; params are looked up
-    (or created) under ``prefix``. With ``cache`` = (k_cache, v_cache) states, the new
-    keys and values are written at ``pos`` and attention reads the whole cache."""
+    (or created) under ``prefix``. With ``cache`` = (k_cache, v_cache), the new keys and
+    values are written at ``pos`` (``set_rows``, with ``inplace`` asked to write into the
+    cache's own bytes) and attention reads the whole cache.
+
+    Returns (the block's output, the written caches or None). The caller assigns the
+    written caches to the states, so blocks can be chained over one cache in one graph.
+    """
     n = x.shape[0]
     hd, h, kvh = cfg.head_dim, cfg.n_heads, cfg.n_kv_heads
 
@@ -123,17 +129,17 @@ def block(g: gc.Graph, cfg: QwenConfig, x: gc.Tensor, pos: gc.Tensor, prefix: st
     q = g.rope(g.reshape(xn @ p("wq", (d, h * hd)), (n, h, hd)), pos, cfg.rope_theta)
     k = g.rope(g.reshape(xn @ p("wk", (d, kvh * hd)), (n, kvh, hd)), pos, cfg.rope_theta)
     v = g.reshape(xn @ p("wv", (d, kvh * hd)), (n, kvh, hd))
+    written: tuple[gc.Tensor, gc.Tensor] | None = None
     if cache is not None:
         k_cache, v_cache = cache
-        k = g.set_rows(k_cache, pos, k, name=f"{prefix}.k_cache_new")
-        v = g.set_rows(v_cache, pos, v, name=f"{prefix}.v_cache_new")
-        g.assign(k_cache, k)
-        g.assign(v_cache, v)
+        k = g.set_rows(k_cache, pos, k, inplace=inplace, name=f"{prefix}.k_cache_new")
+        v = g.set_rows(v_cache, pos, v, inplace=inplace, name=f"{prefix}.v_cache_new")
+        written = (k, v)
     att = g.attention(q, k, v, pos)
     x = g.add(x, g.reshape(att, (n, h * hd)) @ p("wo", (h * hd, d)), name=f"{prefix}.h_attn")
     xn = g.mul(g.rms_norm(x, cfg.eps), p("ffn_norm", (d,)))
     gate = g.mul(g.silu(xn @ p("w_gate", (d, f))), xn @ p("w_up", (d, f)))
-    return g.add(x, gate @ p("w_down", (f, d)), name=f"{prefix}.h_out")
+    return g.add(x, gate @ p("w_down", (f, d)), name=f"{prefix}.h_out"), written
 
 
 def _w(g: gc.Graph, name: str) -> gc.Tensor:
@@ -142,6 +148,36 @@ def _w(g: gc.Graph, name: str) -> gc.Tensor:
     if t is None:
         raise gc.GraphError(f"@{g.name} has no param {name!r}")
     return t
+
+
+def _cache_states(g: gc.Graph, cfg: QwenConfig, prefix: str) -> tuple[gc.Tensor, gc.Tensor]:
+    """The KV-cache states ``{prefix}.k_cache`` / ``{prefix}.v_cache`` of ``g`` (declared on
+    first use) [max_ctx, kv_heads, head_dim]."""
+    shape = (cfg.max_ctx, cfg.n_kv_heads, cfg.head_dim)
+    found = g.states.get(f"{prefix}.k_cache"), g.states.get(f"{prefix}.v_cache")
+    if found[0] is not None and found[1] is not None:
+        return found[0], found[1]
+    return g.state(f"{prefix}.k_cache", shape), g.state(f"{prefix}.v_cache", shape)
+
+
+def main_forward(g: gc.Graph, cfg: QwenConfig, tokens: gc.Tensor, pos: gc.Tensor,
+                 kv_cache: bool = True) -> tuple[gc.Tensor, gc.Tensor]:
+    """The main model's body in ``g`` over ``tokens`` i32[n] at ``pos`` i32[n]: returns
+    (h_pre_norm, h_post_norm) [n, d]; the lm_head is the caller's (``h_post @ lm_head``),
+    so it can be applied to the rows it needs. Declares the main model's params, and with
+    ``kv_cache`` its cache states, which it writes at ``pos`` and assigns."""
+    for sname, shape in param_shapes(cfg).items():
+        if g.leaf(sname) is None:
+            g.param(sname, shape)
+    x = g.get_rows(_w(g, "embed"), tokens, name="h_embed")
+    for i in range(cfg.n_layers):
+        cache = _cache_states(g, cfg, f"l{i}") if kv_cache else None
+        x, written = block(g, cfg, x, pos, f"l{i}", cache)
+        if cache is not None and written is not None:
+            g.assign(cache[0], written[0])
+            g.assign(cache[1], written[1])
+    h_post = g.mul(g.rms_norm(x, cfg.eps), _w(g, "final_norm"), name="h_post")
+    return x, h_post
 
 
 def build_main(cfg: QwenConfig, n_tokens: int, name: str = "qwen", kv_cache: bool = True
@@ -155,20 +191,54 @@ def build_main(cfg: QwenConfig, n_tokens: int, name: str = "qwen", kv_cache: boo
     g = gc.Graph(name)
     tokens = g.input("tokens", (n_tokens,), "i32")
     pos = g.input("pos", (n_tokens,), "i32")
-    for sname, shape in param_shapes(cfg).items():
-        g.param(sname, shape)
-    x = g.get_rows(_w(g, "embed"), tokens, name="h_embed")
-    kv_shape = (cfg.max_ctx, cfg.n_kv_heads, cfg.head_dim)
-    for i in range(cfg.n_layers):
-        cache = (g.state(f"l{i}.k_cache", kv_shape), g.state(f"l{i}.v_cache", kv_shape)) \
-            if kv_cache else None
-        x = block(g, cfg, x, pos, f"l{i}", cache)
-    h_pre = x
-    h_post = g.mul(g.rms_norm(h_pre, cfg.eps), _w(g, "final_norm"), name="h_post")
+    h_pre, h_post = main_forward(g, cfg, tokens, pos, kv_cache)
     g.set_output(h_post @ _w(g, "lm_head"), "logits")
     g.set_output(h_pre, "h_pre_norm")
     g.set_output(h_post, "h_post_norm")
     return g
+
+
+class MtpHead:
+    """The MTP head's layers inside one graph ``g``: declares its params (and the shared
+    ``embed`` and ``lm_head``) on construction; :meth:`step` runs the head over (hidden
+    state, next token) pairs, chaining writes over one KV cache; :meth:`finish` assigns
+    the last written cache to the states. The cache writes are asked in place
+    (``inplace=True``), so a chain of steps updates the state's own bytes; the aliasing
+    checker proves each compiled plan safe."""
+
+    def __init__(self, g: gc.Graph, cfg: QwenConfig, kv_cache: bool = True) -> None:
+        self.g, self.cfg = g, cfg
+        for pname, shape in {"embed": (cfg.vocab, cfg.d_model),
+                             "lm_head": (cfg.d_model, cfg.vocab),
+                             **mtp_param_shapes(cfg)}.items():
+            if g.leaf(pname) is None:
+                g.param(pname, shape)
+        self.states = _cache_states(g, cfg, "mtp") if kv_cache else None
+        self.cache = self.states
+
+    def step(self, hidden: gc.Tensor, tokens: gc.Tensor, pos: gc.Tensor) -> gc.Tensor:
+        """The head's hidden state [n, d] (``mtp_hidden``) for pairs (``hidden`` [n, d],
+        ``tokens`` i32[n]) at cache slots ``pos`` i32[n]; writes the slots after every
+        earlier step's writes."""
+        g, cfg = self.g, self.cfg
+        h = g.mul(g.rms_norm(hidden, cfg.eps), _w(g, "mtp.hnorm"))
+        e = g.mul(g.rms_norm(g.get_rows(_w(g, "embed"), tokens), cfg.eps), _w(g, "mtp.enorm"))
+        x = g.concat([h, e], axis=1) @ _w(g, "mtp.proj")
+        x, written = block(g, cfg, x, pos, "mtp", self.cache, inplace=True)
+        self.cache = written
+        return x
+
+    def logits(self, mtp_hidden: gc.Tensor) -> gc.Tensor:
+        """Draft logits [n, vocab] from the head's hidden state rows ``mtp_hidden``."""
+        g = self.g
+        return g.mul(g.rms_norm(mtp_hidden, self.cfg.eps),
+                     _w(g, "mtp.final_norm")) @ _w(g, "lm_head")
+
+    def finish(self) -> None:
+        """Assign the cache as written by the last step to the head's states."""
+        if self.states is not None and self.cache is not None:
+            self.g.assign(self.states[0], self.cache[0])
+            self.g.assign(self.states[1], self.cache[1])
 
 
 def build_mtp(cfg: QwenConfig, n_tokens: int, name: str = "mtp", kv_cache: bool = True
@@ -176,34 +246,20 @@ def build_mtp(cfg: QwenConfig, n_tokens: int, name: str = "mtp", kv_cache: bool 
     """The MTP head over ``n_tokens`` (hidden state, next token) pairs.
 
     Inputs: ``hidden`` f32[n, d] (the main model's hidden state at positions t),
-    ``tokens`` i32[n] (the tokens at t+1), ``pos`` i32[n] (t+1, the head's own KV-cache
-    slots). States (with ``kv_cache``): ``mtp.k_cache``, ``mtp.v_cache``; without, the
-    pairs attend to each other causally (for training, ``pos`` = 0..n-1: RoPE depends only
-    on relative positions). Outputs: ``logits`` [n, vocab] (drafts for t+2) and
-    ``mtp_hidden`` [n, d] (the block's output, to chain drafts).
+    ``tokens`` i32[n] (the tokens at t+1), ``pos`` i32[n] (t, the head's own KV-cache
+    slots, as in training). States (with ``kv_cache``): ``mtp.k_cache``, ``mtp.v_cache``;
+    without, the pairs attend to each other causally (for training, ``pos`` = 0..n-1).
+    Outputs: ``logits`` [n, vocab] (drafts for t+2) and ``mtp_hidden`` [n, d] (the
+    block's output, to chain drafts).
     """
     g = gc.Graph(name)
     hidden = g.input("hidden", (n_tokens, cfg.d_model))
     tokens = g.input("tokens", (n_tokens,), "i32")
     pos = g.input("pos", (n_tokens,), "i32")
-    embed = g.param("embed", (cfg.vocab, cfg.d_model))
-    lm_head = g.param("lm_head", (cfg.d_model, cfg.vocab))
-    for pname, shape in mtp_param_shapes(cfg).items():
-        g.param(pname, shape)
-
-    def w(pname: str) -> gc.Tensor:
-        t = g.leaf(pname)
-        assert t is not None
-        return t
-
-    h = g.mul(g.rms_norm(hidden, cfg.eps), w("mtp.hnorm"))
-    e = g.mul(g.rms_norm(g.get_rows(embed, tokens), cfg.eps), w("mtp.enorm"))
-    x = g.concat([h, e], axis=1) @ w("mtp.proj")
-    kv_shape = (cfg.max_ctx, cfg.n_kv_heads, cfg.head_dim)
-    cache = (g.state("mtp.k_cache", kv_shape), g.state("mtp.v_cache", kv_shape)) \
-        if kv_cache else None
-    x = block(g, cfg, x, pos, "mtp", cache)
-    g.set_output(g.mul(g.rms_norm(x, cfg.eps), w("mtp.final_norm")) @ lm_head, "logits")
+    head = MtpHead(g, cfg, kv_cache)
+    x = head.step(hidden, tokens, pos)
+    head.finish()
+    g.set_output(head.logits(x), "logits")
     g.set_output(x, "mtp_hidden")
     return g
 

@@ -1,54 +1,72 @@
-"""Greedy decoding and speculative decoding with the MTP head, on any graphc backend.
+"""Greedy decoding and speculative decoding with the MTP head, one compiled graph per call.
 
-Speculative decoding: after prompt processing, repeatedly
+Greedy decoding makes one call per token: the main model over the newest token, and the
+argmax of its logits computed in the graph.
 
-1. draft k tokens with the MTP head (chained: each draft feeds the head's own hidden
-   state and the drafted token back in);
-2. verify them with one main-model call over k+1 tokens (the last accepted token and the
-   k drafts), which yields the main model's own greedy choice after each of them;
-3. accept the longest prefix of drafts that matches those choices, plus the main model's
-   next token; the KV caches are "rolled back" past rejected tokens simply by writing
-   the next call at the first rejected position (the causal mask hides the rest);
-4. feed the accepted positions through the MTP head to keep its cache in step.
+Speculative decoding makes one call for the prompt and then one call per *round*, each a
+single graph compiled once (fixed shapes, whatever the round accepts):
 
-Output equals plain greedy decoding token for token: every emitted token is the main
-model's argmax given the tokens before it.
+- **prompt** (:func:`build_prefill`): the main model over the prompt gives the first new
+  token; the MTP head is fed every prompt position (hidden state at t, token at t+1) and
+  chains k drafts after the first token (argmax, embedding lookup, head, argmax...).
+- **round** (:func:`build_round`), fed the last emitted token and the k drafts at
+  positions ``start..start+k``:
+
+  1. the main model verifies them in one pass: its greedy choice after each of them;
+  2. the number of drafts accepted, ``a``, is the length of the prefix where every draft
+     equals the main model's choice before it (``equal``, then the first mismatch found by
+     ``argmax``); the round emits the choices ``0..a``, every one the main model's argmax
+     given the tokens before it, so the output equals greedy decoding;
+  3. the MTP head is fed all k+1 (hidden state, choice) pairs; row ``a`` (``get_rows``
+     with the in-graph index) is the last accepted pair, and the next k drafts are
+     chained from it, at cache slots computed from ``start + a``.
+
+  The KV caches are states updated in place (``set_rows``). Rejected positions are
+  "rolled back" by position alone: the next round writes its keys from the first
+  rejected slot on before any query reads them, and the causal mask hides every slot
+  past a query's position. The host only copies the choices ``0..a`` out and feeds the
+  next round its tokens and start.
+
+The MTP head's cache slot for a (hidden state at t, token at t+1) pair is t, as in
+training (``examples/train_tiny.py``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from graphc.examples.qwen import QwenConfig, build_main, build_mtp
+from graphc.examples.qwen import (
+    MtpHead,
+    QwenConfig,
+    build_main,
+    main_forward,
+    mtp_param_shapes,
+    param_shapes,
+)
 
 import graphc as gc
 
 SOURCES = {"pre_norm": "h_pre_norm", "post_norm": "h_post_norm"}
-# What each call reads (the executables are compiled for exactly these reads). "{src}" is
-# the hidden state the MTP head is fed from.
-READS: dict[str, dict[str, object]] = {
-    "prompt": {"logits": [-1], "{src}": "all"},       # speculative prompt processing
-    "verify": {"logits": "all", "{src}": "all"},      # k+1 tokens checked at once
-    "greedy_prompt": {"logits": [-1]},
-    "greedy_step": {"logits": "all"},
-    "mtp_sync": {"logits": [-1], "mtp_hidden": [-1]},  # accepted pairs; draft from the last
-    "mtp_chain": {"logits": "all", "mtp_hidden": "all"},  # one chained draft
-}
+"""Which main-model hidden state feeds the MTP head -> the name of that output."""
+
+ROUND_READS = {"choices": "all", "accepted": "all", "drafts": "all"}
+"""What the host reads after a round (and, less ``accepted`` and with ``first`` for
+``choices``, after the prompt call)."""
 
 
 @dataclass
 class SpecStats:
-    """What a generation did."""
+    """What a generation did. ``calls`` counts compiled-graph calls (each one dispatch and
+    one host round trip, each one main-model pass)."""
 
     tokens: int = 0
     drafted: int = 0
     accepted: int = 0
-    main_calls: int = 0
-    mtp_calls: int = 0
+    calls: int = 0
     seconds: float = 0.0
     accepted_per_round: list[int] = field(default_factory=list)
 
@@ -59,8 +77,13 @@ class SpecStats:
 
     @property
     def tokens_per_call(self) -> float:
-        """Tokens generated per main-model call (1.0 for plain greedy decoding)."""
-        return self.tokens / self.main_calls if self.main_calls else 0.0
+        """Tokens generated per call (1.0 for plain greedy decoding)."""
+        return self.tokens / self.calls if self.calls else 0.0
+
+    @property
+    def calls_per_token(self) -> float:
+        """Calls per generated token (1.0 for plain greedy decoding)."""
+        return self.calls / self.tokens if self.tokens else 0.0
 
     @property
     def tokens_per_second(self) -> float:
@@ -68,9 +91,116 @@ class SpecStats:
         return self.tokens / self.seconds if self.seconds else 0.0
 
 
+def build_greedy(cfg: QwenConfig, n_tokens: int) -> gc.Graph:
+    """The main model (:func:`build_main`) with one more output, ``choice`` i32[n]: the
+    argmax of each row's logits (a greedy step reads its last row)."""
+    g = build_main(cfg, n_tokens, name=f"greedy_{n_tokens}")
+    g.set_output(g.argmax(g.outputs["logits"], axis=-1), "choice")
+    return g
+
+
+def _chain(g: gc.Graph, head: MtpHead, m: gc.Tensor, slot: gc.Tensor, k: int) -> gc.Tensor:
+    """k chained drafts i32[k] from the head's hidden state ``m`` [1, d] (the pair at cache
+    slot ``slot`` i32[1]): each draft is the argmax of the head's logits, and the next pair
+    (the head's own hidden state, that draft) goes in the next slot. Assigns the head's
+    cache."""
+    drafts = [g.argmax(head.logits(m), axis=-1)]
+    one = g.full((1,), 1, "i32")
+    for _ in range(1, k):
+        slot = g.add(slot, one)
+        m = head.step(m, drafts[-1], slot)
+        drafts.append(g.argmax(head.logits(m), axis=-1))
+    head.finish()
+    return drafts[0] if k == 1 else g.concat(drafts, axis=0)
+
+
+def build_prefill(cfg: QwenConfig, n_prompt: int, k: int, source: str = "pre_norm"
+                  ) -> gc.Graph:
+    """Speculative prompt processing as one graph.
+
+    Inputs: ``tokens`` i32[n] (the prompt), ``pos`` i32[n] (0..n-1). States: the main
+    model's and the MTP head's KV caches (written at 0..n-1, and at n..n+k-2 by the
+    chain). Outputs: ``first`` i32[1] (the first new token, at position n) and ``drafts``
+    i32[k] (drafts for positions n+1..n+k).
+    """
+    if k < 1 or n_prompt < 1:
+        raise gc.GraphError(f"need a prompt and at least one draft, got n={n_prompt}, k={k}")
+    g = gc.Graph(f"spec_prefill_{n_prompt}_k{k}")
+    tokens = g.input("tokens", (n_prompt,), "i32")
+    pos = g.input("pos", (n_prompt,), "i32")
+    h_pre, h_post = main_forward(g, cfg, tokens, pos)
+    lm_head = g.leaf("lm_head")
+    assert lm_head is not None
+    first = g.argmax(g.slice(h_post, 0, n_prompt - 1, n_prompt) @ lm_head, axis=-1)
+    hidden = h_pre if SOURCES[source] == "h_pre_norm" else h_post
+    # the head sees (h_t, x_{t+1}) for every prompt position t; the last pair's token is
+    # the first new one
+    nxt = first if n_prompt == 1 else g.concat([g.slice(tokens, 0, 1, n_prompt), first])
+    head = MtpHead(g, cfg)
+    mx = head.step(hidden, nxt, pos)
+    last = g.slice(pos, 0, n_prompt - 1, n_prompt)
+    drafts = _chain(g, head, g.slice(mx, 0, n_prompt - 1, n_prompt), last, k)
+    g.set_output(first, "first")
+    g.set_output(drafts, "drafts")
+    return g
+
+
+def build_round(cfg: QwenConfig, k: int, source: str = "pre_norm") -> gc.Graph:
+    """One speculative round as one graph (see the module docstring).
+
+    Inputs: ``tokens`` i32[k+1] (the last emitted token, then k drafts), ``start`` i32[1]
+    (the position of ``tokens[0]``). States: the main model's and the MTP head's KV caches,
+    updated in place; the caller guarantees ``start + 2k <= max_ctx``. Outputs:
+    ``choices`` i32[k+1] (the main model's argmax after each fed token), ``accepted``
+    i32[1] (``a``: drafts 0..a-1 equal choices 0..a-1, so choices 0..a are emitted) and
+    ``drafts`` i32[k] (the next round's drafts, for positions start+a+2..start+a+k+1).
+    """
+    if k < 1:
+        raise gc.GraphError(f"the draft length must be at least 1, got {k}")
+    g = gc.Graph(f"spec_round_k{k}")
+    tokens = g.input("tokens", (k + 1,), "i32")
+    start = g.input("start", (1,), "i32")
+    pos = g.add(start, g.const(list(range(k + 1)), dtype="i32"), name="pos")
+    h_pre, h_post = main_forward(g, cfg, tokens, pos)
+    lm_head = g.leaf("lm_head")
+    assert lm_head is not None
+    choices = g.argmax(h_post @ lm_head, axis=-1, name="choices")
+    match = g.equal(g.slice(tokens, 0, 1, k + 1), g.slice(choices, 0, 0, k))
+    miss = g.sub(g.full((k,), 1, "i32"), g.cast(match, "i32"))
+    # the first mismatch (argmax returns the first maximum), or k when every draft matched
+    accepted = g.argmax(g.concat([miss, g.const([1], dtype="i32")]), axis=0, keepdims=True,
+                        name="accepted")
+    hidden = h_pre if SOURCES[source] == "h_pre_norm" else h_post
+    head = MtpHead(g, cfg)
+    mx = head.step(hidden, choices, pos)  # rows past `accepted` are overwritten next round
+    drafts = _chain(g, head, g.get_rows(mx, accepted), g.add(start, accepted), k)
+    g.set_output(choices, "choices")
+    g.set_output(accepted, "accepted")
+    g.set_output(drafts, "drafts")
+    return g
+
+
+def rigged_params(cfg: QwenConfig) -> dict[str, np.ndarray]:
+    """Weights under which the next token is always (token + 1) % vocab and the MTP head
+    drafts (token + 1) % vocab from the token it is given, so every draft is right (needs
+    ``d_model >= vocab``). Every matrix keeps its full size, so calls cost what a model of
+    these sizes costs."""
+    v, d = cfg.vocab, cfg.d_model
+    if d < v:
+        raise gc.GraphError(f"rigged weights need d_model >= vocab, got {d} < {v}")
+    p = {k: np.zeros(s, np.float32) for k, s in (param_shapes(cfg) | mtp_param_shapes(cfg)).items()}
+    for name, value in p.items():
+        if name.endswith("norm"):
+            p[name] = np.ones_like(value)
+    p["embed"][np.arange(v), np.arange(v)] = 1.0  # one-hot embeddings
+    p["lm_head"][np.arange(v), (np.arange(v) + 1) % v] = 1.0  # e_i -> logit peak at i+1
+    p["mtp.proj"][d + np.arange(d), np.arange(d)] = 1.0  # keep the embedding half
+    return p
+
+
 class Runner:
-    """Compiles and caches the graphs of one model (per kind and token count) and carries
-    the KV caches between them."""
+    """Compiles and caches one model's graphs (per kind, prompt length and draft length)
+    for one backend. ``compile_seconds`` sums the time spent compiling."""
 
     def __init__(self, cfg: QwenConfig, params: Mapping[str, np.ndarray],
                  backend: str = "jax", mtp_source: str = "pre_norm",
@@ -81,87 +211,54 @@ class Runner:
         self.cfg = cfg
         self.params = dict(params)
         self.backend = backend
-        self.source = SOURCES[mtp_source]
+        self.mtp_source = mtp_source
         self.options = dict(compile_options or {})
-        self._exes: dict[tuple[str, int, str], gc.Executable] = {}
-        self.main_state: dict[str, Any] | None = None
-        self.mtp_state: dict[str, Any] | None = None
+        self._exes: dict[tuple[str, int, int], gc.Executable] = {}
         self.compile_seconds = 0.0
 
-    def _exe(self, kind: str, n: int, reads: Mapping[str, object]) -> gc.Executable:
-        key = (kind, n, repr(sorted(reads.items())))
+    def _exe(self, key: tuple[str, int, int], build: Callable[[], gc.Graph],
+             reads: Mapping[str, object]) -> gc.Executable:
         if key not in self._exes:
             t0 = time.perf_counter()
-            g = build_main(self.cfg, n) if kind == "main" else build_mtp(self.cfg, n)
-            params = {k: v for k, v in self.params.items() if k in g.params}
+            g = build()
+            params = {n: v for n, v in self.params.items() if n in g.params}
             self._exes[key] = gc.compile(g, params=params, reads=dict(reads),
                                          backend=self.backend, **self.options)
             self.compile_seconds += time.perf_counter() - t0
         return self._exes[key]
 
-    def reads(self, call: str) -> dict[str, object]:
-        """The reads of one kind of call (see READS), with the MTP source filled in."""
-        return {self.source if k == "{src}" else k: v for k, v in READS[call].items()}
+    def greedy(self, prompt_len: int) -> tuple[gc.Executable, gc.Executable]:
+        """(prompt processing, one decode step) for greedy decoding; each reads ``choice``
+        (the prompt call its last row only)."""
+        cfg = self.cfg
+        return (self._exe(("greedy", prompt_len, 0), lambda: build_greedy(cfg, prompt_len),
+                          {"choice": [-1]}),
+                self._exe(("greedy", 1, 0), lambda: build_greedy(cfg, 1), {"choice": "all"}))
+
+    def speculative(self, prompt_len: int, k: int) -> tuple[gc.Executable, gc.Executable]:
+        """(prompt processing, one round) for speculative decoding with ``k`` drafts."""
+        cfg, src = self.cfg, self.mtp_source
+        return (self._exe(("prefill", prompt_len, k),
+                          lambda: build_prefill(cfg, prompt_len, k, src),
+                          {"first": "all", "drafts": "all"}),
+                self._exe(("round", 0, k), lambda: build_round(cfg, k, src), ROUND_READS))
 
     def prepare(self, prompt_len: int, k: int | None = None, greedy: bool = True) -> None:
-        """Compile, ahead of timing, every executable generation will use: prompt
-        processing, and for draft length ``k`` the verify call and every MTP call size."""
+        """Compile, ahead of timing, the executables generation will use."""
         if greedy:
-            self._exe("main", prompt_len, self.reads("greedy_prompt"))
-            self._exe("main", 1, self.reads("greedy_step"))
+            self.greedy(prompt_len)
         if k is not None:
-            self._exe("main", prompt_len, self.reads("prompt"))
-            self._exe("main", k + 1, self.reads("verify"))
-            self._exe("mtp", prompt_len, self.reads("mtp_sync"))
-            for n in range(1, k + 2):
-                self._exe("mtp", n, self.reads("mtp_sync"))
-            if k > 1:
-                self._exe("mtp", 1, self.reads("mtp_chain"))
-
-    def reset(self) -> None:
-        """Empty KV caches (a new sequence)."""
-        self.main_state = None
-        self.mtp_state = None
-
-    def _call(self, kind: str, feeds: dict[str, np.ndarray], reads: Mapping[str, object]
-              ) -> dict[str, np.ndarray]:
-        """Run graph ``kind`` on ``feeds`` with that model's KV caches, and keep the
-        updated caches for the next call (zeros for a new sequence)."""
-        exe = self._exe(kind, len(feeds["tokens"]), reads)
-        state = self.main_state if kind == "main" else self.mtp_state
-        if state is None:
-            exe.reset_state()
-        else:
-            exe.state = state
-        out = exe.run(feeds)
-        if kind == "main":
-            self.main_state = exe.state
-        else:
-            self.mtp_state = exe.state
-        return {k: np.asarray(v) for k, v in out.items()}
-
-    def main(self, tokens: list[int], start: int, reads: Mapping[str, object]
-             ) -> dict[str, np.ndarray]:
-        """Run the main model on ``tokens`` at positions ``start...``."""
-        return self._call("main", {"tokens": np.asarray(tokens, np.int32),
-                                   "pos": np.arange(start, start + len(tokens), dtype=np.int32)},
-                          reads)
-
-    def mtp(self, hidden: np.ndarray, tokens: list[int], start: int,
-            reads: Mapping[str, object]) -> dict[str, np.ndarray]:
-        """Run the MTP head on (hidden[i], tokens[i]) pairs at slots ``start...``."""
-        return self._call("mtp", {"hidden": np.asarray(hidden, np.float32),
-                                  "tokens": np.asarray(tokens, np.int32),
-                                  "pos": np.arange(start, start + len(tokens), dtype=np.int32)},
-                          reads)
+            self.speculative(prompt_len, k)
 
 
 def _check_room(cfg: QwenConfig, prompt: list[int], n_new: int, k: int = 0) -> None:
     if not prompt:
         raise gc.GraphError("the prompt is empty", fix="give at least one token")
-    if len(prompt) + n_new + k + 1 > cfg.max_ctx:
-        raise gc.GraphError(f"prompt ({len(prompt)}) + new tokens ({n_new}) + drafts ({k}) "
-                            f"exceed the KV cache of {cfg.max_ctx}",
+    if n_new < 1:
+        raise gc.GraphError(f"generate at least one token, got {n_new}")
+    if len(prompt) + n_new + 2 * k > cfg.max_ctx:
+        raise gc.GraphError(f"prompt ({len(prompt)}) + new tokens ({n_new}) + twice the drafts "
+                            f"({2 * k}) exceed the KV cache of {cfg.max_ctx}",
                             fix="generate fewer tokens or raise max_ctx")
     bad = [t for t in prompt if not 0 <= t < cfg.vocab]
     if bad:
@@ -170,19 +267,24 @@ def _check_room(cfg: QwenConfig, prompt: list[int], n_new: int, k: int = 0) -> N
 
 def greedy_generate(runner: Runner, prompt: list[int], n_new: int
                     ) -> tuple[list[int], SpecStats]:
-    """Plain greedy decoding: one main-model call per token."""
+    """Plain greedy decoding: one call per token."""
     _check_room(runner.cfg, prompt, n_new)
-    runner.reset()
+    pre, step = runner.greedy(len(prompt))
     stats = SpecStats()
     t0 = time.perf_counter()
-    out = runner.main(prompt, 0, runner.reads("greedy_prompt"))
-    stats.main_calls += 1
-    tokens = [int(np.argmax(out["logits"][-1]))]
+    pre.reset_state()
+    out = pre.run({"tokens": np.asarray(prompt, np.int32),
+                   "pos": np.arange(len(prompt), dtype=np.int32)})
+    stats.calls += 1
+    tokens = [int(np.asarray(out["choice"])[-1])]  # host arrays: no device-side indexing
+    step.state = pre.state
+    feed = np.zeros(1, np.int32)
+    at = np.zeros(1, np.int32)
     while len(tokens) < n_new:
-        out = runner.main([tokens[-1]], len(prompt) + len(tokens) - 1,
-                          runner.reads("greedy_step"))
-        stats.main_calls += 1
-        tokens.append(int(np.argmax(out["logits"][-1])))
+        feed[0], at[0] = tokens[-1], len(prompt) + len(tokens) - 1
+        out = step.run({"tokens": feed, "pos": at})
+        stats.calls += 1
+        tokens.append(int(np.asarray(out["choice"])[-1]))
     stats.seconds = time.perf_counter() - t0
     stats.tokens = len(tokens)
     return tokens, stats
@@ -190,47 +292,34 @@ def greedy_generate(runner: Runner, prompt: list[int], n_new: int
 
 def speculative_generate(runner: Runner, prompt: list[int], n_new: int, k: int = 3
                          ) -> tuple[list[int], SpecStats]:
-    """Speculative decoding with ``k`` MTP drafts per main-model call (see module doc)."""
+    """Speculative decoding with ``k`` MTP drafts per round: one call for the prompt,
+    then one call per round (see the module docstring). Equal to greedy decoding."""
     if k < 1:
         raise gc.GraphError(f"the draft length must be at least 1, got {k}")
     _check_room(runner.cfg, prompt, n_new, k)
-    runner.reset()
-    src = runner.source
+    pre, rnd = runner.speculative(len(prompt), k)
     stats = SpecStats()
     t0 = time.perf_counter()
-    n = len(prompt)
-    out = runner.main(prompt, 0, runner.reads("prompt"))  # prompt processing
-    stats.main_calls += 1
-    tokens = [int(np.argmax(out["logits"][-1]))]
-    # the head sees (h_i, x_{i+1}) for every prompt position: its cache fills up, and the
-    # last pair drafts the token after the one just produced
-    pairs = prompt[1:] + tokens
-    m = runner.mtp(out[src], pairs, 1, runner.reads("mtp_sync"))
-    stats.mtp_calls += 1
+    pre.reset_state()
+    out = pre.run({"tokens": np.asarray(prompt, np.int32),
+                   "pos": np.arange(len(prompt), dtype=np.int32)})
+    stats.calls += 1
+    first, drafts = np.asarray(out["first"], np.int32), np.asarray(out["drafts"], np.int32)
+    tokens = [int(first[0])]
+    feed = np.concatenate([first, drafts])
+    start = np.array([len(prompt)], np.int32)  # the position of feed[0]
+    rnd.state = pre.state
     while len(tokens) < n_new:
-        last = n + len(tokens) - 1  # position of the newest token, already emitted
-        drafts = [int(np.argmax(m["logits"][-1]))]
-        mh = m["mtp_hidden"][-1:]
-        for j in range(1, k):  # chain: feed the head its own hidden state and the draft
-            m2 = runner.mtp(mh, [drafts[-1]], last + j + 1, runner.reads("mtp_chain"))
-            stats.mtp_calls += 1
-            drafts.append(int(np.argmax(m2["logits"][-1])))
-            mh = m2["mtp_hidden"]
-        ver = runner.main([tokens[-1], *drafts], last, runner.reads("verify"))
-        stats.main_calls += 1
-        choice = np.argmax(ver["logits"], axis=-1)
-        a = 0
-        while a < k and drafts[a] == int(choice[a]):
-            a += 1
-        new = [*drafts[:a], int(choice[a])]
+        out = rnd.run({"tokens": feed, "start": start})
+        stats.calls += 1
+        choices = np.asarray(out["choices"], np.int32)
+        a = int(np.asarray(out["accepted"])[0])
+        tokens.extend(choices[: a + 1].tolist())
         stats.drafted += k
         stats.accepted += a
         stats.accepted_per_round.append(a)
-        tokens.extend(new)
-        # keep the head's cache in step with the accepted positions
-        hid = ver[src][: a + 1]
-        m = runner.mtp(hid, new, last + 1, runner.reads("mtp_sync"))
-        stats.mtp_calls += 1
+        start = start + (a + 1)
+        feed = np.concatenate([choices[a: a + 1], np.asarray(out["drafts"], np.int32)])
     stats.seconds = time.perf_counter() - t0
     tokens = tokens[:n_new]
     stats.tokens = len(tokens)

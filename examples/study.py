@@ -9,6 +9,8 @@ head's acceptance rate and the tokens per main-model call in three cases:
 (c) a head trained on the post-norm state, reading the post-norm state.
 
 Every speculative output is checked against plain greedy decoding, token for token.
+Speculative decoding runs one compiled graph per round (:mod:`graphc.examples.speculative`),
+so each call is one main-model pass: tokens per call are tokens per main-model call.
 """
 
 from __future__ import annotations
@@ -113,7 +115,7 @@ def run_study(cfg: QwenConfig, params: dict[str, np.ndarray], prompts: Sequence[
                 row.drafted += st.drafted
                 row.accepted += st.accepted
                 row.tokens += st.tokens
-                row.main_calls += st.main_calls
+                row.main_calls += st.calls
                 row.identical &= got == want
             rows.append(row)
     return rows

@@ -390,6 +390,10 @@ class Graph:
         """Elementwise max(a, b) (broadcasting)."""
         return self.apply("maximum", (a, b), {"inplace": inplace}, name)
 
+    def equal(self, a: Tensor, b: Tensor, *, name: str | None = None) -> Tensor:
+        """Elementwise a == b (broadcasting), as bool."""
+        return self.apply("equal", (a, b), {}, name)
+
     def _unary(self, op: str, x: Tensor, inplace: bool, name: str | None) -> Tensor:
         return self.apply(op, (x,), {"inplace": inplace}, name)
 

@@ -464,6 +464,16 @@ for _name, _allowed, _flops, _family in [
                                                  if _allowed is FLOAT_DTYPES else "."),
                    rows=elementwise_rows, cost=Cost.per_element(_flops), family=_family))
 
+def _infer_equal(shapes: list[Shape], dtypes: list[str], attrs: Attrs) -> tuple[Shape, str]:
+    _same_dtypes(dtypes)
+    return _broadcast(shapes), "bool"
+
+
+register(OpDef("equal", 2, _infer_equal, "elementwise",
+               doc="Elementwise a == b with NumPy broadcasting, as bool; operands share a "
+                   "dtype. Never in place (the result's dtype differs from the operands').",
+               rows=elementwise_rows, cost=Cost.per_element(1), family="compare"))
+
 register(OpDef("copy", 1, _unary(None), "elementwise", inplace=False,
                doc="A fresh copy of the operand (never aliases it).",
                rows=elementwise_rows, cost=Cost.per_element(0), family="copy"))

@@ -6,6 +6,7 @@ Nothing here bounds a time: timings vary, so they are only checked to be positiv
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import re
 import subprocess
@@ -141,6 +142,27 @@ def _check_prefill(out: str) -> None:
         "a larger vocabulary gives a larger saving when the logits are not read"
 
 
+def _check_speculative(out: str) -> None:
+    rows = re.findall(rf"^(\S.*?)\s+(\d)\s+{N}\s+{N}\s+{N}x\s+{N}\s+{N}%\s+{N}\s+{N}\s+{N}x$",
+                      out, re.MULTILINE)
+    models = list(dict.fromkeys(r[0] for r in rows))
+    assert models[0] == "demo checkpoint" and len(models) == 3, models
+    assert len(rows) == 2 * len(models), "k = 1, 2 for every model in --quick"
+    for model, k, *nums in rows:
+        greedy, spec, speedup, per_call, accept, measured, predicted, pred_speedup = map(
+            _num, nums)
+        assert greedy > 0 and spec > 0 and measured > 0 and predicted > 0 and pred_speedup > 0
+        # the printed speed-up is the ratio of the (rounded) tokens/s beside it
+        assert speedup == pytest.approx(spec / greedy, rel=0.02, abs=0.01), model
+        assert 0 <= accept <= 100 and 1.0 <= per_call <= int(k) + 1, model
+        if "rigged" in model:
+            assert accept == 100.0, "rigged weights: every draft is right"
+    for model in models:
+        (_, best), = [(m, b) for m, b in re.findall(r"^best k for (.+): (\d) ", out,
+                                                    re.MULTILINE) if m == model]
+        assert best in ("1", "2"), model
+
+
 def _check_soundness(out: str) -> None:
     (graphs, triples), = _rows(r"^{N} generated graphs, {N} \(graph, plan, mutation\) triples",
                                out, 1)
@@ -190,6 +212,8 @@ def _check_llama(out: str) -> None:
     pytest.param("bench_llama.py", ["seed bug", "real memory as the oracle"], _check_llama,
                  marks=pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
                                           reason="needs the llama extra")),
+    ("bench_speculative.py", ["demo checkpoint", "pred. speed-up", "t_call"],
+     _check_speculative),
 ])
 def test_benchmark_quick_mode(script: str, expect: list[str],
                               check: Callable[[str], None]) -> None:
@@ -199,6 +223,21 @@ def test_benchmark_quick_mode(script: str, expect: list[str],
     for line in expect:
         assert line in proc.stdout
     check(proc.stdout)
+
+
+def test_speculative_benchmark_json() -> None:
+    proc = subprocess.run([sys.executable, str(BENCH / "bench_speculative.py"), "--quick",
+                           "--json"], capture_output=True, text=True, check=False, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(proc.stdout)
+    assert rows[0]["model"] == "demo checkpoint" and [r["k"] for r in rows[:2]] == [1, 2]
+    for r in rows:
+        assert {"k", "greedy_tokens_per_s", "speculative_tokens_per_s", "tokens_per_call",
+                "acceptance"} <= set(r)
+        assert r["greedy_tokens_per_s"] > 0 and r["speculative_tokens_per_s"] > 0
+        assert 0.0 <= r["acceptance"] <= 1.0 and 1.0 <= r["tokens_per_call"] <= r["k"] + 1
+        assert r["speedup"] == pytest.approx(
+            r["speculative_tokens_per_s"] / r["greedy_tokens_per_s"])
 
 
 def test_gpu_check_refuses_without_a_gpu() -> None:

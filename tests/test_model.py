@@ -18,11 +18,19 @@ from graphc.examples.qwen import (
     param_shapes,
     save_weights,
 )
-from graphc.examples.speculative import Runner, greedy_generate, speculative_generate
+from graphc.examples.speculative import (
+    Runner,
+    build_round,
+    greedy_generate,
+    rigged_params,
+    speculative_generate,
+)
+from graphc.passes import check_aliasing, plan_memory
 
 import graphc as gc
 from graphc.cli import main
 
+SHIPPED = Path(__file__).parents[1] / "examples" / "tiny_mtp.npz"
 CFG = QwenConfig(vocab=48, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ffn=64,
                  max_ctx=48)
 
@@ -42,17 +50,51 @@ def test_builders_verify(n: int) -> None:
 
 @pytest.mark.parametrize("backend", ["reference", "jax"])
 def test_prefill_then_decode_equals_full_recompute(backend: str) -> None:
-    params = init_params(CFG, seed=1, mtp=True)
+    params = {k: v for k, v in init_params(CFG, seed=1).items()}
     tokens = [3, 14, 15, 9, 26, 5]
-    full = gc.compile(build_main(CFG, 6), params={k: v for k, v in params.items()
-                                                  if k in param_shapes(CFG)})
+    full = gc.compile(build_main(CFG, 6), params=params)
     want = full.run({"tokens": np.array(tokens, np.int32), "pos": np.arange(6, dtype=np.int32)})
-    runner = Runner(CFG, params, backend=backend)
-    runner.main(tokens[:4], 0, {"logits": "all"})
-    got5 = runner.main([tokens[4]], 4, {"logits": "all"})
-    got6 = runner.main([tokens[5]], 5, {"logits": "all"})
-    np.testing.assert_allclose(got5["logits"], want["logits"][[4]], rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(got6["logits"], want["logits"][[5]], rtol=1e-4, atol=1e-4)
+    pre = gc.compile(build_main(CFG, 4), params=params, reads={"logits": "all"},
+                     backend=backend)
+    step = gc.compile(build_main(CFG, 1), params=params, reads={"logits": "all"},
+                      backend=backend)
+    pre.run({"tokens": np.array(tokens[:4], np.int32), "pos": np.arange(4, dtype=np.int32)})
+    step.state = pre.state
+    for i in (4, 5):
+        got = step.run({"tokens": np.array([tokens[i]], np.int32),
+                        "pos": np.array([i], np.int32)})
+        np.testing.assert_allclose(got["logits"], want["logits"][[i]], rtol=1e-4, atol=1e-4)
+
+
+def test_round_graph_verifies_and_holds_its_contract() -> None:
+    k = 3
+    g = build_round(CFG, k)
+    gc.verify(g)
+    assert set(g.inputs) == {"tokens", "start"}
+    assert {n: t.shape for n, t in g.outputs.items()} == {
+        "choices": (k + 1,), "accepted": (1,), "drafts": (k,)}
+    assert set(g.states) == {f"l{i}.{c}_cache" for i in range(CFG.n_layers) for c in "kv"} | {
+        "mtp.k_cache", "mtp.v_cache"}
+    assert len(g.assigns) == len(g.states)
+    assert {t.op for t in g.nodes} >= {"equal", "argmax", "get_rows", "set_rows"}
+
+
+def test_round_counts_the_accepted_prefix() -> None:
+    """``accepted`` is the length of the prefix of drafts equal to the main model's
+    choices, checked against the reference on fed drafts that match 0..k of them."""
+    k = 3
+    params = init_params(CFG, seed=5, mtp=True)
+    runner = Runner(CFG, params, backend="reference")
+    _, rnd = runner.speculative(4, k)
+    feed = np.array([5, 0, 0, 0], np.int32)
+    for want in range(k + 1):
+        rnd.reset_state()
+        got = rnd.run({"tokens": feed, "start": np.array([4], np.int32)})
+        choices = got["choices"]
+        assert int(got["accepted"][0]) == want
+        if want < k:  # make one more draft right, and the one after it wrong
+            feed[1 + want] = choices[want]
+            feed[2 + want:] = (choices[want + 1:k] + 1) % CFG.vocab
 
 
 @pytest.mark.parametrize(("backend", "k"), [("jax", 1), ("jax", 3), ("reference", 2),
@@ -64,38 +106,56 @@ def test_speculative_equals_greedy_with_random_weights(backend: str, k: int) -> 
     plain, gstats = greedy_generate(runner, prompt, 14)
     spec, sstats = speculative_generate(runner, prompt, 14, k)
     assert spec == plain and len(spec) == 14
-    assert gstats.main_calls == 14 and gstats.tokens_per_call == 1.0
+    assert gstats.calls == 14 and gstats.tokens_per_call == 1.0
     assert sstats.drafted == k * len(sstats.accepted_per_round)
+    assert sstats.calls == 1 + len(sstats.accepted_per_round)  # one call per round
 
 
-def _counting_model(cfg: QwenConfig) -> dict[str, np.ndarray]:
-    """Weights under which the next token is always (token + 1) % vocab and the MTP head
-    drafts (token + 1) % vocab from the token it is given: every draft is right."""
-    p = {k: np.zeros(s, np.float32) for k, s in (param_shapes(cfg) | mtp_param_shapes(cfg)).items()}
-    v, d = cfg.vocab, cfg.d_model
-    assert d >= v
-    for name, s in p.items():
-        if name.endswith("norm") or name in ("mtp.hnorm", "mtp.enorm"):
-            p[name] = np.ones_like(s)
-    p["embed"][np.arange(v), np.arange(v)] = 1.0  # one-hot embeddings
-    p["lm_head"][np.arange(v), (np.arange(v) + 1) % v] = 1.0  # e_i -> logit peak at i+1
-    p["mtp.proj"][d + np.arange(d), np.arange(d)] = 1.0  # keep the embedding half
-    return p
+@pytest.mark.parametrize("backend", ["reference", "arena", "jax"])
+def test_speculative_equals_greedy_on_the_trained_checkpoint(backend: str) -> None:
+    params, cfg = load_weights(str(SHIPPED))
+    assert cfg is not None
+    runner = Runner(cfg, params, backend=backend)
+    prompt = list(b"def add(a, b):\n    return ")
+    plain, _ = greedy_generate(runner, prompt, 12)
+    spec, stats = speculative_generate(runner, prompt, 12, 2)
+    assert spec == plain
+    assert stats.accepted > 0  # trained drafts are accepted: rounds emit several tokens
+    assert stats.calls == 1 + len(stats.accepted_per_round) < 12
 
 
-def test_speculative_accepts_good_drafts() -> None:
+@pytest.mark.parametrize("backend", ["reference", "jax"])
+def test_speculative_accepts_good_drafts(backend: str) -> None:
     cfg = QwenConfig(vocab=16, d_model=32, n_layers=1, n_heads=4, n_kv_heads=2, d_ffn=32,
                      max_ctx=64)
-    runner = Runner(cfg, _counting_model(cfg), backend="jax")
+    runner = Runner(cfg, rigged_params(cfg), backend=backend)
     prompt = [3, 4, 5]
-    plain, _ = greedy_generate(runner, prompt, 20)
-    assert plain == [(6 + i) % 16 for i in range(20)]
+    plain, gstats = greedy_generate(runner, prompt, 20)
+    assert plain == [(6 + i) % 16 for i in range(20)] and gstats.calls == 20
     for k in (1, 2, 4):
         spec, stats = speculative_generate(runner, prompt, 20, k)
         assert spec == plain
         assert stats.acceptance_rate == 1.0 and set(stats.accepted_per_round) == {k}
-        # prompt processing gives 1 token; every later call k accepted drafts + 1 bonus
-        assert stats.main_calls == 1 + -(-19 // (k + 1))
+        # the prompt call gives 1 token; every round, one call, k accepted drafts + 1
+        assert stats.calls == 1 + -(-19 // (k + 1))
+
+
+@pytest.mark.parametrize("kind", ["prefill", "round"])
+def test_speculative_graphs_memory_plans_are_proven_safe(kind: str) -> None:
+    """The plan of each speculative graph passes the aliasing checker, with every KV cache
+    (the MTP head's written several times over) updated in its state's own bytes."""
+    runner = Runner(CFG, init_params(CFG, seed=2, mtp=True), backend="reference")
+    pre, rnd = runner.speculative(5, 3)
+    g = (pre if kind == "prefill" else rnd).graph
+    plan = plan_memory(g, reads={n: "all" for n in g.outputs})
+    assert check_aliasing(g, plan) == []
+    assert plan.arena_bytes >= plan.lower_bound_bytes > 0
+    for state, value in g.assigns.items():  # every cache is written in its own bytes
+        chain = [value]
+        while plan.placements[chain[-1]].inplace_of is not None:
+            chain.append(plan.placements[chain[-1]].inplace_of)
+        assert chain[-1] is state and plan.placements[value].region == "state", state.name
+    assert sum(1 for v in g.nodes if v.op == "set_rows") > len(g.states)  # chained writes
 
 
 def test_weights_round_trip(tmp_path: Path) -> None:

@@ -39,8 +39,8 @@ DEFAULT_FAMILIES = ("unary", "binary", "scale", "rowwise", "matmul", "reduce", "
                     "concat", "get_rows", "set_rows")
 """The families drawn by default: the exp/log/div-free set earlier tests were written for."""
 
-ALL_FAMILIES = (*DEFAULT_FAMILIES, "transcendental", "div", "cast", "argmax", "const", "copy",
-                "rope", "attention")
+ALL_FAMILIES = (*DEFAULT_FAMILIES, "transcendental", "div", "cast", "argmax", "compare",
+                "const", "copy", "rope", "attention")
 """Every family ``graphs()`` draws graphs that every backend runs from (one ``_Builder``
 method each)."""
 
@@ -174,6 +174,8 @@ def _bound(t: Tensor, mag: Mapping[Tensor, float], low: Mapping[Tensor, float]
         return ms[0] * n, lo0 * n if lo0 is not None and n else None
     if op == "argmax":
         return float(t.inputs[0].shape[a["axis"]]), None
+    if op == "equal":
+        return 1.0, None
     return math.inf, None
 
 
@@ -324,6 +326,17 @@ class _Builder:
     def argmax(self) -> Tensor:
         x = self.pick(self.floats(1))
         return self.g.argmax(x, self.draw(st.integers(0, x.ndim - 1)), self.draw(st.booleans()))
+
+    def compare(self) -> Tensor:
+        """``equal(a, b)`` of two f32 tensors of one shape; half the time b is
+        ``maximum(a, c)``, so both outcomes occur. Cast to f32 half the time, so later
+        steps compute with it."""
+        a = self.pick(self.floats())
+        b = self.pick([t for t in self.floats() if t.shape == a.shape])
+        if self.draw(st.booleans()):
+            b = self.g.maximum(a, b)
+        eq = self.g.apply(self.draw(st.sampled_from(family_ops("compare"))), (a, b), {})
+        return self.g.cast(eq, "f32") if self.draw(st.booleans()) else eq
 
     def view_step(self, x: Tensor) -> Tensor:
         """One view of ``x``: a transpose (any permutation of its axes), a reshape or a slice."""

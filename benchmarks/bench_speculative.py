@@ -1,0 +1,153 @@
+"""Speculative decoding (one compiled graph per round) against greedy decoding, in wall time.
+
+Run: python benchmarks/bench_speculative.py [--quick] [--json]
+
+For each model and draft length k, on the JAX backend: greedy decoding (one call per
+token) and speculative decoding with the MTP head (one call for the prompt, one per
+round) generate the same tokens (checked), timed alternately, medians of the runs. Models:
+
+- ``demo checkpoint``: the shipped trained tiny model (``examples/tiny_mtp.npz``) on the
+  demo's prompt: real acceptance, but the MTP head is half as large as the 2-layer main
+  model, so every draft costs half a greedy step;
+- ``larger, random``: 8 layers, d_model 512 (``--quick``: 4 layers, 256), seeded random
+  weights: the main model dominates, but untrained drafts are rarely accepted;
+- ``larger, rigged``: the same sizes with weights under which every draft is right
+  (:func:`graphc.examples.speculative.rigged_params`): the ceiling at those sizes.
+
+The prediction beside each measurement is the FLOP and call-count model: a call costs a
+fixed ``t_call`` (measured: a compiled call that does no arithmetic) plus its FLOPs
+(:func:`graphc.passes.cost`) at the rate a greedy decode step achieves; the predicted
+speed-up is (tokens per round) x (greedy step time) / (predicted round time). The
+measured round / step time ratio is printed too. ``--json`` prints the rows as a JSON
+list instead (keys ``model``, ``k``, ``greedy_tokens_per_s``,
+``speculative_tokens_per_s``, ``speedup``, ``tokens_per_call``, ``acceptance``,
+``predicted_speedup``, ``round_over_step_measured``, ``round_over_step_predicted``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from graphc.examples.demo import PROMPT
+from graphc.examples.qwen import QwenConfig, init_params, load_weights
+from graphc.examples.speculative import (
+    Runner,
+    greedy_generate,
+    rigged_params,
+    speculative_generate,
+)
+from graphc.passes import cost
+
+import graphc as gc
+from graphc.timing import interleaved_medians
+
+CHECKPOINT = Path(__file__).parent.parent / "examples" / "tiny_mtp.npz"
+
+
+def call_overhead(repeats: int) -> float:
+    """Median seconds of one compiled JAX call that does no arithmetic worth counting
+    (the per-call cost of the FLOP and call-count model)."""
+    g = gc.Graph("nothing")
+    x = g.input("tokens", (1,), "i32")
+    g.set_output(g.add(x, x), "y")
+    exe = gc.compile(g, backend="jax")
+    feed = {"tokens": np.zeros(1, np.int32)}
+    (t,) = interleaved_medians([lambda: np.asarray(exe.run(feed)["y"])], 50 * repeats)
+    return t
+
+
+def measure(model: str, cfg: QwenConfig, params: dict[str, np.ndarray], prompt: list[int],
+            n_new: int, ks: list[int], repeats: int, t_call: float) -> list[dict[str, Any]]:
+    """One row per draft length k for one model."""
+    runner = Runner(cfg, params, backend="jax")
+    runner.prepare(len(prompt), None)
+    plain, _ = greedy_generate(runner, prompt, n_new)
+    _, step = runner.greedy(len(prompt))
+    step_feed = {"tokens": np.array([prompt[-1]], np.int32),
+                 "pos": np.array([len(prompt)], np.int32)}
+    rows = []
+    for k in ks:
+        runner.prepare(len(prompt), k, greedy=False)
+        spec, stats = speculative_generate(runner, prompt, n_new, k)
+        if spec != plain:
+            raise SystemExit(f"{model}, k={k}: speculative output differs from greedy")
+        _, rnd = runner.speculative(len(prompt), k)
+        round_feed = {"tokens": np.asarray([prompt[-1]] * (k + 1), np.int32),
+                      "start": np.array([len(prompt)], np.int32)}
+        t_greedy, t_spec, t_step, t_round = interleaved_medians(
+            [lambda: greedy_generate(runner, prompt, n_new),
+             lambda k=k: speculative_generate(runner, prompt, n_new, k),
+             lambda: np.asarray(step.run(step_feed)["choice"]),
+             lambda rnd=rnd, f=round_feed: np.asarray(rnd.run(f)["accepted"])], repeats)
+        f_step, f_round = cost(step.graph).flops, cost(rnd.graph).flops
+        rate = f_step / max(t_step - t_call, 1e-9)  # FLOPs per second of a greedy step
+        predicted_round = t_call + f_round / rate
+        per_round = (stats.tokens - 1) / max(stats.calls - 1, 1)
+        rows.append({
+            "model": model, "k": k,
+            "greedy_tokens_per_s": n_new / t_greedy,
+            "speculative_tokens_per_s": n_new / t_spec,
+            "speedup": t_greedy / t_spec,
+            "tokens_per_call": stats.tokens_per_call,
+            "acceptance": stats.acceptance_rate,
+            "round_over_step_measured": t_round / t_step,
+            "round_over_step_predicted": predicted_round / t_step,
+            "predicted_speedup": per_round * t_step / predicted_round,
+        })
+    return rows
+
+
+def models(quick: bool) -> list[tuple[str, QwenConfig, dict[str, np.ndarray], list[int]]]:
+    """(name, config, weights, prompt) of each model, the demo checkpoint first."""
+    params, cfg = load_weights(str(CHECKPOINT))
+    assert cfg is not None
+    out = [("demo checkpoint", cfg, params, list(PROMPT))]
+    d, layers = (256, 4) if quick else (512, 8)
+    big = QwenConfig(vocab=256, d_model=d, n_layers=layers, n_heads=8, n_kv_heads=2,
+                     d_ffn=2 * d, max_ctx=128)
+    prompt = [int(t) for t in np.random.default_rng(0).integers(0, big.vocab, 32)]
+    out.append((f"larger ({layers} layers, d {d}), random", big,
+                init_params(big, seed=0, mtp=True), prompt))
+    out.append((f"larger ({layers} layers, d {d}), rigged", big, rigged_params(big), prompt))
+    return out
+
+
+def main() -> None:
+    """Measure every model at every k; print a table, or JSON with ``--json``."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="k = 1, 2; smaller larger model; "
+                    "fewer tokens and repeats")
+    ap.add_argument("--json", action="store_true", help="print the rows as a JSON list")
+    args = ap.parse_args()
+    ks, n_new, repeats = ([1, 2], 16, 3) if args.quick else ([1, 2, 3, 4], 40, 7)
+    t_call = call_overhead(repeats)
+    rows: list[dict[str, Any]] = []
+    for name, cfg, params, prompt in models(args.quick):
+        rows += measure(name, cfg, params, prompt, n_new, ks, repeats, t_call)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return
+    print(f"JAX {jax.__version__} on {jax.devices()[0].platform}; {n_new} new tokens, "
+          f"medians of {repeats} alternating runs; t_call {1e6 * t_call:.1f} us")
+    head = (f"{'model':<34} {'k':>2} {'greedy tok/s':>12} {'spec tok/s':>10} {'speed-up':>8} "
+            f"{'tok/call':>8} {'accept':>7} {'round/step':>10} {'predicted':>9} "
+            f"{'pred. speed-up':>14}")
+    print(head)
+    for r in rows:
+        print(f"{r['model']:<34} {r['k']:>2} {r['greedy_tokens_per_s']:12.0f} "
+              f"{r['speculative_tokens_per_s']:10.0f} {r['speedup']:7.2f}x "
+              f"{r['tokens_per_call']:8.2f} {100 * r['acceptance']:6.1f}% "
+              f"{r['round_over_step_measured']:10.2f} {r['round_over_step_predicted']:9.2f} "
+              f"{r['predicted_speedup']:13.2f}x")
+    for model in dict.fromkeys(r["model"] for r in rows):
+        best = max((r for r in rows if r["model"] == model), key=lambda r: r["speedup"])
+        print(f"best k for {model}: {best['k']} ({best['speedup']:.2f}x greedy's tokens/s)")
+
+
+if __name__ == "__main__":
+    main()
