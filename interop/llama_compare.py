@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from graphc.examples.qwen import QwenConfig, check_params
-from graphc.examples.speculative import Runner
+from graphc.examples.qwen import QwenConfig, build_main, check_params, param_shapes
 from graphc.interop.gguf_export import export_gguf, gguf_tensors
 from graphc.interop.llama_run import quiet_log
 
@@ -146,15 +145,23 @@ def graphc_generate(params: Mapping[str, np.ndarray], cfg: QwenConfig, tokens: S
     GraphError for a missing or misshapen weight or bad token ids."""
     ids = _check_tokens(cfg, tokens, n_generate)
     check_params(cfg, dict(params), mtp=False)
-    runner = Runner(cfg, params, backend=backend)
-    runner.reset()
-    rows = [np.asarray(runner.main(ids, 0, _ALL)["logits"], np.float32)]
+    weights = {n: v for n, v in params.items() if n in param_shapes(cfg)}
+    prompt = gc.compile(build_main(cfg, len(ids)), params=weights, reads=_ALL,
+                        backend=backend)
+    step = gc.compile(build_main(cfg, 1), params=weights, reads=_ALL, backend=backend)
+    prompt.reset_state()
+    rows = [np.asarray(prompt.run({"tokens": np.asarray(ids, np.int32),
+                                   "pos": np.arange(len(ids), dtype=np.int32)})["logits"],
+                       np.float32)]
+    step.state = prompt.state
     out = [int(np.argmax(rows[0][-1]))] if n_generate else []
     while len(out) < n_generate:
-        step = np.asarray(runner.main([out[-1]], len(ids) + len(out) - 1, _ALL)["logits"],
-                          np.float32)
-        rows.append(step)
-        out.append(int(np.argmax(step[-1])))
+        at = len(ids) + len(out) - 1
+        logits = np.asarray(step.run({"tokens": np.asarray([out[-1]], np.int32),
+                                      "pos": np.asarray([at], np.int32)})["logits"],
+                            np.float32)
+        rows.append(logits)
+        out.append(int(np.argmax(logits[-1])))
     return np.concatenate(rows), out
 
 
