@@ -4,24 +4,34 @@ Run: python benchmarks/bench_speculative.py [--quick] [--json]
 
 For each model and draft length k, on the JAX backend: greedy decoding (one call per
 token) and speculative decoding with the MTP head (one call for the prompt, one per
-round) generate the same tokens (checked), timed alternately, medians of the runs. Models:
+round) generate the same tokens (checked), timed alternately, medians of the runs. Both
+loops feed each call's results straight into the next call and read the tokens at the
+end (the strongest greedy baseline: no call waits for the host); ``--stream`` reads each
+call's tokens before the next call instead, as streaming output or a stop token needs.
+Models:
 
 - ``demo checkpoint``: the shipped trained tiny model (``examples/tiny_mtp.npz``) on the
   demo's prompt: real acceptance, but the MTP head is half as large as the 2-layer main
   model, so every draft costs half a greedy step;
+- ``trained, 6 layers``: the same training recipe with a 6-layer main model
+  (``examples/tiny_mtp_6l.npz``; not in ``--quick``): real acceptance where the head is
+  a sixth of the main model's layers;
 - ``larger, random``: 8 layers, d_model 512 (``--quick``: 4 layers, 256), seeded random
   weights: the main model dominates, but untrained drafts are rarely accepted;
 - ``larger, rigged``: the same sizes with weights under which every draft is right
   (:func:`graphc.examples.speculative.rigged_params`): the ceiling at those sizes.
 
-The prediction beside each measurement is the FLOP and call-count model: a call costs a
-fixed ``t_call`` (measured: a compiled call that does no arithmetic) plus its FLOPs
-(:func:`graphc.passes.cost`) at the rate a greedy decode step achieves; the predicted
-speed-up is (tokens per round) x (greedy step time) / (predicted round time). The
-measured round / step time ratio is printed too. ``--json`` prints the rows as a JSON
+Two predictions stand beside each measurement. The FLOP and call-count model: a call
+costs a fixed ``t_call`` (measured: a compiled call that does no arithmetic) plus its
+FLOPs (:func:`graphc.passes.cost`) at the rate a greedy decode step achieves. The op-count
+model: ``t_call`` plus the call's ops (nodes that are not leaves or views) at the time per
+op a greedy step takes -- on a CPU, calls this small cost per op, not per FLOP. A
+predicted speed-up is (tokens per round) x (greedy step time) / (predicted round time).
+The measured round / step time ratio is printed too. ``--json`` prints the rows as a JSON
 list instead (keys ``model``, ``k``, ``greedy_tokens_per_s``,
 ``speculative_tokens_per_s``, ``speedup``, ``tokens_per_call``, ``acceptance``,
-``predicted_speedup``, ``round_over_step_measured``, ``round_over_step_predicted``).
+``predicted_speedup``, ``round_over_step_measured``, ``round_over_step_predicted``,
+``predicted_speedup_ops``, ``round_over_step_predicted_ops``).
 """
 
 from __future__ import annotations
@@ -47,6 +57,10 @@ import graphc as gc
 from graphc.timing import interleaved_medians
 
 CHECKPOINT = Path(__file__).parent.parent / "examples" / "tiny_mtp.npz"
+DEEPER = Path(__file__).parent.parent / "examples" / "tiny_mtp_6l.npz"
+"""The same recipe with a 6-layer main model (``python examples/train_tiny.py --layers 6
+--out examples/tiny_mtp_6l.npz``): trained drafts on a main model that costs more than
+its one-layer head."""
 
 
 def call_overhead(repeats: int) -> float:
@@ -61,9 +75,18 @@ def call_overhead(repeats: int) -> float:
     return t
 
 
+def ops(g: gc.Graph) -> int:
+    """Ops a call computes: the nodes that are neither leaves nor views (the op-count
+    model's unit: on a CPU, small calls cost per op, not per FLOP)."""
+    return sum(1 for t in g.node_view
+               if not t.is_leaf and not (t.op in gc.OP_TABLE and gc.OP_TABLE[t.op].is_view))
+
+
 def measure(model: str, cfg: QwenConfig, params: dict[str, np.ndarray], prompt: list[int],
-            n_new: int, ks: list[int], repeats: int, t_call: float) -> list[dict[str, Any]]:
-    """One row per draft length k for one model."""
+            n_new: int, ks: list[int], repeats: int, t_call: float, stream: bool = False
+            ) -> list[dict[str, Any]]:
+    """One row per draft length k for one model (``stream``: both loops read every call's
+    tokens before the next call)."""
     runner = Runner(cfg, params, backend="jax")
     runner.prepare(len(prompt), None)
     plain, _ = greedy_generate(runner, prompt, n_new)
@@ -80,13 +103,16 @@ def measure(model: str, cfg: QwenConfig, params: dict[str, np.ndarray], prompt: 
         round_feed = {"tokens": np.asarray([prompt[-1]] * (k + 1), np.int32),
                       "start": np.array([len(prompt)], np.int32)}
         t_greedy, t_spec, t_step, t_round = interleaved_medians(
-            [lambda: greedy_generate(runner, prompt, n_new),
-             lambda k=k: speculative_generate(runner, prompt, n_new, k),
+            [lambda: greedy_generate(runner, prompt, n_new, stream=stream),
+             lambda k=k: speculative_generate(runner, prompt, n_new, k, stream=stream),
              lambda: np.asarray(step.run(step_feed)["choice"]),
              lambda rnd=rnd, f=round_feed: np.asarray(rnd.run(f)["accepted"])], repeats)
         f_step, f_round = cost(step.graph).flops, cost(rnd.graph).flops
         rate = f_step / max(t_step - t_call, 1e-9)  # FLOPs per second of a greedy step
         predicted_round = t_call + f_round / rate
+        o_step, o_round = ops(step.graph), ops(rnd.graph)
+        per_op = (t_step - t_call) / o_step  # seconds per op of a greedy step
+        predicted_round_ops = t_call + o_round * per_op
         per_round = (stats.tokens - 1) / max(stats.calls - 1, 1)
         rows.append({
             "model": model, "k": k,
@@ -98,6 +124,8 @@ def measure(model: str, cfg: QwenConfig, params: dict[str, np.ndarray], prompt: 
             "round_over_step_measured": t_round / t_step,
             "round_over_step_predicted": predicted_round / t_step,
             "predicted_speedup": per_round * t_step / predicted_round,
+            "round_over_step_predicted_ops": predicted_round_ops / t_step,
+            "predicted_speedup_ops": per_round * t_step / predicted_round_ops,
         })
     return rows
 
@@ -107,6 +135,10 @@ def models(quick: bool) -> list[tuple[str, QwenConfig, dict[str, np.ndarray], li
     params, cfg = load_weights(str(CHECKPOINT))
     assert cfg is not None
     out = [("demo checkpoint", cfg, params, list(PROMPT))]
+    if not quick and DEEPER.exists():
+        deep, deep_cfg = load_weights(str(DEEPER))
+        assert deep_cfg is not None
+        out.append((f"trained, {deep_cfg.n_layers} layers", deep_cfg, deep, list(PROMPT)))
     d, layers = (256, 4) if quick else (512, 8)
     big = QwenConfig(vocab=256, d_model=d, n_layers=layers, n_heads=8, n_kv_heads=2,
                      d_ffn=2 * d, max_ctx=128)
@@ -123,27 +155,34 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="k = 1, 2; smaller larger model; "
                     "fewer tokens and repeats")
     ap.add_argument("--json", action="store_true", help="print the rows as a JSON list")
+    ap.add_argument("--stream", action="store_true",
+                    help="read every call's tokens before the next call (streaming output, "
+                         "stop tokens), in greedy and speculative decoding alike")
     args = ap.parse_args()
     ks, n_new, repeats = ([1, 2], 16, 3) if args.quick else ([1, 2, 3, 4], 40, 7)
     t_call = call_overhead(repeats)
     rows: list[dict[str, Any]] = []
     for name, cfg, params, prompt in models(args.quick):
-        rows += measure(name, cfg, params, prompt, n_new, ks, repeats, t_call)
+        rows += measure(name, cfg, params, prompt, n_new, ks, repeats, t_call, args.stream)
     if args.json:
         print(json.dumps(rows, indent=1))
         return
+    loops = ("streamed: every call's tokens read before the next call" if args.stream
+             else "device-resident: tokens read at the end")
     print(f"JAX {jax.__version__} on {jax.devices()[0].platform}; {n_new} new tokens, "
-          f"medians of {repeats} alternating runs; t_call {1e6 * t_call:.1f} us")
+          f"medians of {repeats} alternating runs; t_call {1e6 * t_call:.1f} us; loops "
+          f"{loops}")
     head = (f"{'model':<34} {'k':>2} {'greedy tok/s':>12} {'spec tok/s':>10} {'speed-up':>8} "
             f"{'tok/call':>8} {'accept':>7} {'round/step':>10} {'predicted':>9} "
-            f"{'pred. speed-up':>14}")
+            f"{'pred. speed-up':>14} {'ops: round/step':>15} {'speed-up':>8}")
     print(head)
     for r in rows:
         print(f"{r['model']:<34} {r['k']:>2} {r['greedy_tokens_per_s']:12.0f} "
               f"{r['speculative_tokens_per_s']:10.0f} {r['speedup']:7.2f}x "
               f"{r['tokens_per_call']:8.2f} {100 * r['acceptance']:6.1f}% "
               f"{r['round_over_step_measured']:10.2f} {r['round_over_step_predicted']:9.2f} "
-              f"{r['predicted_speedup']:13.2f}x")
+              f"{r['predicted_speedup']:13.2f}x {r['round_over_step_predicted_ops']:15.2f} "
+              f"{r['predicted_speedup_ops']:7.2f}x")
     for model in dict.fromkeys(r["model"] for r in rows):
         best = max((r for r in rows if r["model"] == model), key=lambda r: r["speedup"])
         print(f"best k for {model}: {best['k']} ({best['speedup']:.2f}x greedy's tokens/s)")

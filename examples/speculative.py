@@ -24,8 +24,10 @@ single graph compiled once (fixed shapes, whatever the round accepts):
   The KV caches are states updated in place (``set_rows``). Rejected positions are
   "rolled back" by position alone: the next round writes its keys from the first
   rejected slot on before any query reads them, and the causal mask hides every slot
-  past a query's position. The host only copies the choices ``0..a`` out and feeds the
-  next round its tokens and start.
+  past a query's position. The round also computes the next round's tokens and start,
+  so they go straight back in: the host dispatches the fewest rounds that could finish
+  the generation, then reads their choices and accepted counts (greedy decoding gets the
+  same treatment: each step's choice is the next step's token, read at the end).
 
 The MTP head's cache slot for a (hidden state at t, token at t+1) pair is t, as in
 training (``examples/train_tiny.py``).
@@ -53,9 +55,10 @@ import graphc as gc
 SOURCES = {"pre_norm": "h_pre_norm", "post_norm": "h_post_norm"}
 """Which main-model hidden state feeds the MTP head -> the name of that output."""
 
-ROUND_READS = {"choices": "all", "accepted": "all", "drafts": "all"}
-"""What the host reads after a round (and, less ``accepted`` and with ``first`` for
-``choices``, after the prompt call)."""
+ROUND_READS = {"choices": "all", "accepted": "all", "next_tokens": "all", "next_start": "all"}
+"""What a round returns: the host reads ``choices`` and ``accepted``; ``next_tokens`` and
+``next_start`` go straight back into the next round (the prompt call returns
+``next_tokens`` too, with ``first``)."""
 
 
 @dataclass
@@ -120,8 +123,9 @@ def build_prefill(cfg: QwenConfig, n_prompt: int, k: int, source: str = "pre_nor
 
     Inputs: ``tokens`` i32[n] (the prompt), ``pos`` i32[n] (0..n-1). States: the main
     model's and the MTP head's KV caches (written at 0..n-1, and at n..n+k-2 by the
-    chain). Outputs: ``first`` i32[1] (the first new token, at position n) and ``drafts``
-    i32[k] (drafts for positions n+1..n+k).
+    chain). Outputs: ``first`` i32[1] (the first new token, at position n) and
+    ``next_tokens`` i32[k+1] (``first``, then the drafts for positions n+1..n+k: the first
+    round's ``tokens``).
     """
     if k < 1 or n_prompt < 1:
         raise gc.GraphError(f"need a prompt and at least one draft, got n={n_prompt}, k={k}")
@@ -141,7 +145,7 @@ def build_prefill(cfg: QwenConfig, n_prompt: int, k: int, source: str = "pre_nor
     last = g.slice(pos, 0, n_prompt - 1, n_prompt)
     drafts = _chain(g, head, g.slice(mx, 0, n_prompt - 1, n_prompt), last, k)
     g.set_output(first, "first")
-    g.set_output(drafts, "drafts")
+    g.set_output(g.concat([first, drafts]), "next_tokens")
     return g
 
 
@@ -152,8 +156,10 @@ def build_round(cfg: QwenConfig, k: int, source: str = "pre_norm") -> gc.Graph:
     (the position of ``tokens[0]``). States: the main model's and the MTP head's KV caches,
     updated in place; the caller guarantees ``start + 2k <= max_ctx``. Outputs:
     ``choices`` i32[k+1] (the main model's argmax after each fed token), ``accepted``
-    i32[1] (``a``: drafts 0..a-1 equal choices 0..a-1, so choices 0..a are emitted) and
-    ``drafts`` i32[k] (the next round's drafts, for positions start+a+2..start+a+k+1).
+    i32[1] (``a``: drafts 0..a-1 equal choices 0..a-1, so choices 0..a are emitted),
+    ``next_tokens`` i32[k+1] (choice ``a``, then the next round's k drafts, for positions
+    start+a+1..start+a+k+1) and ``next_start`` i32[1] (start+a+1): the next round's
+    inputs, so they never need to visit the host.
     """
     if k < 1:
         raise gc.GraphError(f"the draft length must be at least 1, got {k}")
@@ -176,7 +182,8 @@ def build_round(cfg: QwenConfig, k: int, source: str = "pre_norm") -> gc.Graph:
     drafts = _chain(g, head, g.get_rows(mx, accepted), g.add(start, accepted), k)
     g.set_output(choices, "choices")
     g.set_output(accepted, "accepted")
-    g.set_output(drafts, "drafts")
+    g.set_output(g.concat([g.get_rows(choices, accepted), drafts]), "next_tokens")
+    g.set_output(g.add(g.add(start, accepted), g.full((1,), 1, "i32")), "next_start")
     return g
 
 
@@ -240,7 +247,7 @@ class Runner:
         cfg, src = self.cfg, self.mtp_source
         return (self._exe(("prefill", prompt_len, k),
                           lambda: build_prefill(cfg, prompt_len, k, src),
-                          {"first": "all", "drafts": "all"}),
+                          {"first": "all", "next_tokens": "all"}),
                 self._exe(("round", 0, k), lambda: build_round(cfg, k, src), ROUND_READS))
 
     def prepare(self, prompt_len: int, k: int | None = None, greedy: bool = True) -> None:
@@ -265,9 +272,13 @@ def _check_room(cfg: QwenConfig, prompt: list[int], n_new: int, k: int = 0) -> N
         raise gc.GraphError(f"token {bad[0]} is outside the vocabulary of {cfg.vocab}")
 
 
-def greedy_generate(runner: Runner, prompt: list[int], n_new: int
+def greedy_generate(runner: Runner, prompt: list[int], n_new: int, *, stream: bool = False
                     ) -> tuple[list[int], SpecStats]:
-    """Plain greedy decoding: one call per token."""
+    """Plain greedy decoding: one call per token. Each step's ``choice`` goes straight
+    back in as the next step's token (on the JAX backend it stays on the device), and the
+    host reads the tokens once, at the end: no call waits for the host. ``stream``: read
+    each token as soon as its call returns (what printing tokens as they come, or
+    stopping at an end token, needs), before the next call."""
     _check_room(runner.cfg, prompt, n_new)
     pre, step = runner.greedy(len(prompt))
     stats = SpecStats()
@@ -276,24 +287,23 @@ def greedy_generate(runner: Runner, prompt: list[int], n_new: int
     out = pre.run({"tokens": np.asarray(prompt, np.int32),
                    "pos": np.arange(len(prompt), dtype=np.int32)})
     stats.calls += 1
-    tokens = [int(np.asarray(out["choice"])[-1])]  # host arrays: no device-side indexing
+    chosen = [out["choice"]]  # the prompt call reads its last row: shape [1]
     step.state = pre.state
-    feed = np.zeros(1, np.int32)
-    at = np.zeros(1, np.int32)
-    while len(tokens) < n_new:
-        feed[0], at[0] = tokens[-1], len(prompt) + len(tokens) - 1
-        out = step.run({"tokens": feed, "pos": at})
+    for i in range(1, n_new):
+        out = step.run({"tokens": chosen[-1], "pos": np.array([len(prompt) + i - 1], np.int32)})
         stats.calls += 1
-        tokens.append(int(np.asarray(out["choice"])[-1]))
+        chosen.append(np.asarray(out["choice"]) if stream else out["choice"])
+    tokens = [int(np.asarray(c)[-1]) for c in chosen]  # host arrays: read once, at the end
     stats.seconds = time.perf_counter() - t0
     stats.tokens = len(tokens)
     return tokens, stats
 
 
-def speculative_generate(runner: Runner, prompt: list[int], n_new: int, k: int = 3
-                         ) -> tuple[list[int], SpecStats]:
+def speculative_generate(runner: Runner, prompt: list[int], n_new: int, k: int = 3, *,
+                         stream: bool = False) -> tuple[list[int], SpecStats]:
     """Speculative decoding with ``k`` MTP drafts per round: one call for the prompt,
-    then one call per round (see the module docstring). Equal to greedy decoding."""
+    then one call per round (see the module docstring). Equal to greedy decoding.
+    ``stream``: read each round's tokens as soon as it returns, before the next call."""
     if k < 1:
         raise gc.GraphError(f"the draft length must be at least 1, got {k}")
     _check_room(runner.cfg, prompt, n_new, k)
@@ -304,23 +314,27 @@ def speculative_generate(runner: Runner, prompt: list[int], n_new: int, k: int =
     out = pre.run({"tokens": np.asarray(prompt, np.int32),
                    "pos": np.arange(len(prompt), dtype=np.int32)})
     stats.calls += 1
-    first, drafts = np.asarray(out["first"], np.int32), np.asarray(out["drafts"], np.int32)
-    tokens = [int(first[0])]
-    feed = np.concatenate([first, drafts])
-    start = np.array([len(prompt)], np.int32)  # the position of feed[0]
+    first = out["first"]
+    tokens: list[int] = []  # after the first
+    feed: dict[str, Any] = {"tokens": out["next_tokens"],
+                            "start": np.array([len(prompt)], np.int32)}
     rnd.state = pre.state
-    while len(tokens) < n_new:
-        out = rnd.run({"tokens": feed, "start": start})
-        stats.calls += 1
-        choices = np.asarray(out["choices"], np.int32)
-        a = int(np.asarray(out["accepted"])[0])
-        tokens.extend(choices[: a + 1].tolist())
-        stats.drafted += k
-        stats.accepted += a
-        stats.accepted_per_round.append(a)
-        start = start + (a + 1)
-        feed = np.concatenate([choices[a: a + 1], np.asarray(out["drafts"], np.int32)])
+    while 1 + len(tokens) < n_new:
+        # a round emits at most k+1 tokens: run the fewest rounds that could finish,
+        # feeding each its inputs from the one before (no host round trip), then read
+        rounds = []
+        for _ in range(1 if stream else -(-(n_new - 1 - len(tokens)) // (k + 1))):
+            out = rnd.run(feed)
+            stats.calls += 1
+            rounds.append((out["choices"], out["accepted"]))
+            feed = {"tokens": out["next_tokens"], "start": out["next_start"]}
+        for choices, accepted in rounds:
+            a = int(np.asarray(accepted)[0])
+            tokens.extend(np.asarray(choices, np.int32)[: a + 1].tolist())
+            stats.drafted += k
+            stats.accepted += a
+            stats.accepted_per_round.append(a)
+    tokens = [int(np.asarray(first)[0]), *tokens][:n_new]
     stats.seconds = time.perf_counter() - t0
-    tokens = tokens[:n_new]
     stats.tokens = len(tokens)
     return tokens, stats

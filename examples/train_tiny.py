@@ -22,6 +22,7 @@ Run: python examples/train_tiny.py [--steps 1600] [--out examples/tiny_mtp.npz] 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import math
 import os
@@ -180,11 +181,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--out", default=DEFAULT_OUT)
+    ap.add_argument("--layers", type=int, default=CONFIG.n_layers,
+                    help=f"main-model layers (default {CONFIG.n_layers}; the MTP head has one)")
     ap.add_argument("--quick", action="store_true", help="50 steps, to try the script out")
     args = ap.parse_args()
     steps = 50 if args.quick else args.steps
-    params, info = train(steps, args.batch, args.seq, args.seed, args.lr)
-    save_weights(args.out, params, CONFIG, info)
+    cfg = dataclasses.replace(CONFIG, n_layers=args.layers)
+    params, info = train(steps, args.batch, args.seq, args.seed, args.lr, cfg=cfg)
+    save_weights(args.out, params, cfg, info)
     size = os.path.getsize(args.out)
     print(f"wrote {args.out} ({size / 1e6:.2f} MB)")
 

@@ -143,15 +143,16 @@ def _check_prefill(out: str) -> None:
 
 
 def _check_speculative(out: str) -> None:
-    rows = re.findall(rf"^(\S.*?)\s+(\d)\s+{N}\s+{N}\s+{N}x\s+{N}\s+{N}%\s+{N}\s+{N}\s+{N}x$",
-                      out, re.MULTILINE)
+    rows = re.findall(rf"^(\S.*?)\s+(\d)\s+{N}\s+{N}\s+{N}x\s+{N}\s+{N}%\s+{N}\s+{N}\s+{N}x"
+                      rf"\s+{N}\s+{N}x$", out, re.MULTILINE)
     models = list(dict.fromkeys(r[0] for r in rows))
     assert models[0] == "demo checkpoint" and len(models) == 3, models
     assert len(rows) == 2 * len(models), "k = 1, 2 for every model in --quick"
     for model, k, *nums in rows:
-        greedy, spec, speedup, per_call, accept, measured, predicted, pred_speedup = map(
-            _num, nums)
+        (greedy, spec, speedup, per_call, accept, measured, predicted, pred_speedup,
+         predicted_ops, pred_speedup_ops) = map(_num, nums)
         assert greedy > 0 and spec > 0 and measured > 0 and predicted > 0 and pred_speedup > 0
+        assert predicted_ops > 1 and pred_speedup_ops > 0  # a round computes more than a step
         # the printed speed-up is the ratio of the (rounded) tokens/s beside it
         assert speedup == pytest.approx(spec / greedy, rel=0.02, abs=0.01), model
         assert 0 <= accept <= 100 and 1.0 <= per_call <= int(k) + 1, model

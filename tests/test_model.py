@@ -72,7 +72,7 @@ def test_round_graph_verifies_and_holds_its_contract() -> None:
     gc.verify(g)
     assert set(g.inputs) == {"tokens", "start"}
     assert {n: t.shape for n, t in g.outputs.items()} == {
-        "choices": (k + 1,), "accepted": (1,), "drafts": (k,)}
+        "choices": (k + 1,), "accepted": (1,), "next_tokens": (k + 1,), "next_start": (1,)}
     assert set(g.states) == {f"l{i}.{c}_cache" for i in range(CFG.n_layers) for c in "kv"} | {
         "mtp.k_cache", "mtp.v_cache"}
     assert len(g.assigns) == len(g.states)
@@ -92,6 +92,9 @@ def test_round_counts_the_accepted_prefix() -> None:
         got = rnd.run({"tokens": feed, "start": np.array([4], np.int32)})
         choices = got["choices"]
         assert int(got["accepted"][0]) == want
+        # the next round's inputs: the last emitted token first, at the next position
+        assert int(got["next_tokens"][0]) == int(choices[want])
+        assert int(got["next_start"][0]) == 4 + want + 1
         if want < k:  # make one more draft right, and the one after it wrong
             feed[1 + want] = choices[want]
             feed[2 + want:] = (choices[want + 1:k] + 1) % CFG.vocab
@@ -106,6 +109,10 @@ def test_speculative_equals_greedy_with_random_weights(backend: str, k: int) -> 
     plain, gstats = greedy_generate(runner, prompt, 14)
     spec, sstats = speculative_generate(runner, prompt, 14, k)
     assert spec == plain and len(spec) == 14
+    # reading every call's tokens before the next (streaming) changes nothing
+    assert greedy_generate(runner, prompt, 14, stream=True)[0] == plain
+    streamed, st = speculative_generate(runner, prompt, 14, k, stream=True)
+    assert streamed == plain and st.calls == sstats.calls
     assert gstats.calls == 14 and gstats.tokens_per_call == 1.0
     assert sstats.drafted == k * len(sstats.accepted_per_round)
     assert sstats.calls == 1 + len(sstats.accepted_per_round)  # one call per round
