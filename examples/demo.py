@@ -115,8 +115,8 @@ def run_demo(args: argparse.Namespace) -> int:
                 fix="drop --device, or install a JAX build for that device (e.g. jax[cuda12])",
             ) from None
     cfg, params, source = _model(args)
-    if args.prompt_len + args.new_tokens + 2 * args.draft > cfg.max_ctx:
-        raise gc.GraphError(f"prompt + new tokens + twice the drafts exceed the model's "
+    if args.prompt_len + args.new_tokens + max(2 * args.draft - 2, 0) > cfg.max_ctx:
+        raise gc.GraphError(f"prompt + new tokens + the drafts' slots exceed the model's "
                             f"context of {cfg.max_ctx}", fix="lower --prompt-len or --new-tokens")
     h_src = SOURCES[args.mtp_source]
     trained = not source.startswith("random")

@@ -31,6 +31,12 @@ single graph compiled once (fixed shapes, whatever the round accepts):
 
 The MTP head's cache slot for a (hidden state at t, token at t+1) pair is t, as in
 training (``examples/train_tiny.py``).
+
+"Equals greedy decoding" holds up to float32 near-ties: a round computes k+1 rows in one
+pass and a greedy step one row, and the kernels may round the two differently in the last
+bits. Where the main model's two best logits lie within that rounding of each other, the
+two may pick different tokens -- each an argmax within the rounding
+(``tests/test_speculative_review.py`` builds such a case).
 """
 
 from __future__ import annotations
@@ -154,7 +160,7 @@ def build_round(cfg: QwenConfig, k: int, source: str = "pre_norm") -> gc.Graph:
 
     Inputs: ``tokens`` i32[k+1] (the last emitted token, then k drafts), ``start`` i32[1]
     (the position of ``tokens[0]``). States: the main model's and the MTP head's KV caches,
-    updated in place; the caller guarantees ``start + 2k <= max_ctx``. Outputs:
+    updated in place; the caller guarantees ``start + 2k - 1 <= max_ctx``. Outputs:
     ``choices`` i32[k+1] (the main model's argmax after each fed token), ``accepted``
     i32[1] (``a``: drafts 0..a-1 equal choices 0..a-1, so choices 0..a are emitted),
     ``next_tokens`` i32[k+1] (choice ``a``, then the next round's k drafts, for positions
@@ -263,9 +269,13 @@ def _check_room(cfg: QwenConfig, prompt: list[int], n_new: int, k: int = 0) -> N
         raise gc.GraphError("the prompt is empty", fix="give at least one token")
     if n_new < 1:
         raise gc.GraphError(f"generate at least one token, got {n_new}")
-    if len(prompt) + n_new + 2 * k > cfg.max_ctx:
-        raise gc.GraphError(f"prompt ({len(prompt)}) + new tokens ({n_new}) + twice the drafts "
-                            f"({2 * k}) exceed the KV cache of {cfg.max_ctx}",
+    # the last round starts at len(prompt) + n_new - 2 at the latest; the MTP chain then
+    # writes up to 2k - 1 slots past it
+    slack = max(2 * k - 2, 0)
+    if len(prompt) + n_new + slack > cfg.max_ctx:
+        raise gc.GraphError(f"prompt ({len(prompt)}) + new tokens ({n_new})"
+                            + (f" + {slack} slots for the drafts" if slack else "")
+                            + f" exceed the KV cache of {cfg.max_ctx}",
                             fix="generate fewer tokens or raise max_ctx")
     bad = [t for t in prompt if not 0 <= t < cfg.vocab]
     if bad:
