@@ -9,7 +9,8 @@ Prints, in one run:
 - the seed bug on ggml's allocator, with and without the OUTPUT flag;
 - real memory as the oracle: nodes moved across ggml's real buffer, computed by ggml.
 
-``--json`` prints the rows as a JSON list; ``--quick`` skips the like-for-like prompt.
+``--json`` prints the rows as a JSON list; ``--quick`` skips the like-for-like prompt and
+llama.cpp's default context (F16 KV cache, flash attention).
 Needs the ``llama`` extra.
 """
 
@@ -45,6 +46,9 @@ def main() -> None:
         if not args.quick:
             full = [10 + i % 200 for i in range(63)]  # n_ctx 64 = n_ubatch: a full batch
             runs.append(("qwen3 (63-token prompt)", capture_llama(q3, full)))
+            runs.append(("qwen35 (f16 KV, flash attn)",
+                         capture_llama(q35, PROMPT, mtp=True, kv_type="f16",
+                                       flash_attn=True)))
     for model, run in runs:
         for label, cap in run.captures.items():
             if model.startswith("qwen3 (") and label != "prompt":
@@ -66,12 +70,12 @@ def main() -> None:
     if args.json:
         print(json.dumps(rows, indent=1))
         return
-    print(f"{'graph':<32} {'nodes':>5} {'llama.cpp buf':>13} {'ggml reaches':>12} "
+    print(f"{'graph':<40} {'nodes':>5} {'llama.cpp buf':>13} {'ggml reaches':>12} "
           f"{'graphc greedy':>13} {'graphc best':>11} {'max-live':>9}  verdict")
     for r in rows:
         if r["kind"] != "llama":
             continue
-        print(f"{r['model'] + ', ' + str(r['graph']):<32} {r['nodes']:>5} "
+        print(f"{r['model'] + ', ' + str(r['graph']):<40} {r['nodes']:>5} "
               f"{r['compute_buffer_bytes']:>13,} {r['ggml_span_bytes']:>12,} "
               f"{r['graphc_greedy_bytes']:>13,} {r['graphc_best_bytes']:>11,} "
               f"{r['max_live_bound_bytes']:>9,}  {r['verdict']}, "

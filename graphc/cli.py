@@ -243,7 +243,8 @@ def _cmd_llama_check(args: argparse.Namespace) -> int:
             write = write_qwen3 if args.tiny == "qwen3" else write_qwen35_mtp
             model = str(write(Path(tmp) / f"tiny-{args.tiny}.gguf"))
         run = capture_llama(model, tokens, mtp=args.mtp or args.tiny == "qwen35",
-                            n_ctx=args.n_ctx)
+                            n_ctx=args.n_ctx, kv_type=args.kv_type,
+                            flash_attn=args.flash_attn)
     verdicts = [judge(cap, label) for label, cap in run.captures.items()]
     if args.save:
         Path(args.save).mkdir(parents=True, exist_ok=True)
@@ -529,6 +530,9 @@ def build_parser() -> argparse.ArgumentParser:
     lc.add_argument("--tokens", help="token ids instead of --prompt, e.g. 1,2,3")
     lc.add_argument("--mtp", action="store_true", help="also run and check the MTP context")
     lc.add_argument("--n-ctx", type=_positive, default=64, help="context size (default 64)")
+    lc.add_argument("--kv-type", choices=["f32", "f16"], default="f32",
+                    help="KV-cache type (f16 is llama.cpp's default)")
+    lc.add_argument("--flash-attn", action="store_true", help="use flash attention")
     lc.add_argument("--nodes", action="store_true", help="list every captured node")
     lc.add_argument("--json", action="store_true", help="print the figures as JSON")
     lc.add_argument("--save", metavar="DIR", help="save each capture as DIR/<graph>.json")

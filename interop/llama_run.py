@@ -10,9 +10,10 @@ What the caller reads after each decode, besides OUTPUT-flagged nodes, is what l
 API copies out of the graph: ``result_output`` (logits), ``result_norm`` (embeddings) and,
 with next-token embeddings on, ``h_nextn`` (:data:`API_READS`).
 
-One thread, an F32 KV cache and no flash attention: the capture then matches a NumPy
-model of the weights (``../shared/notes/llama-cpp.md``), and on two cores more threads
-only slow a tiny model down.
+One thread, and by default an F32 KV cache and no flash attention: the logits then match
+a NumPy model of the weights (``../shared/notes/llama-cpp.md``); ``kv_type="f16"`` and
+``flash_attn=True`` capture the graphs llama.cpp's own defaults run. On two cores more
+threads only slow a tiny model down.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 from graphc.interop.capture import Capture, Recorder
-from graphc.interop.ggml_abi import TYPE_F32, need_llama
+from graphc.interop.ggml_abi import TYPE_F16, TYPE_F32, need_llama
 
 from graphc.errors import GraphError
 
@@ -77,11 +78,19 @@ def _llama() -> Any:
     return llama_cpp
 
 
+KV_TYPES = {"f32": TYPE_F32, "f16": TYPE_F16}
+
+
 def capture_llama(model_path: str | Path, tokens: Sequence[int], *, mtp: bool = False,
-                  n_ctx: int = 64, check: bool = True) -> LlamaRun:
+                  n_ctx: int = 64, check: bool = True, kv_type: str = "f32",
+                  flash_attn: bool = False) -> LlamaRun:
     """Run llama.cpp on ``model_path``: the prompt ``tokens`` as one batch, then one decode
     step with the argmax token; with ``mtp``, the MTP context on the prompt's hidden rows.
-    GraphError naming the file for what llama.cpp refuses."""
+    ``kv_type`` (``f32`` or llama.cpp's default ``f16``) and ``flash_attn`` choose the
+    context's KV-cache type and attention kernel. GraphError naming the file for what
+    llama.cpp refuses."""
+    if kv_type not in KV_TYPES:
+        raise GraphError(f"unknown KV-cache type {kv_type!r}", fix="use f32 or f16")
     L = _llama()
     path = Path(model_path)
     ids = [int(t) for t in tokens]
@@ -114,7 +123,7 @@ def capture_llama(model_path: str | Path, tokens: Sequence[int], *, mtp: bool = 
             if mtp and int(L.llama_model_n_layer_nextn(model)) < 1:
                 raise GraphError(f"{path}: the model has no MTP (nextn) block",
                                  fix="drop --mtp, or use a qwen35 model with nextn layers")
-            ctx = _context(L, model, n_ctx, callback)
+            ctx = _context(L, model, n_ctx, callback, KV_TYPES[kv_type], flash_attn)
             contexts.append(ctx)
             if mtp:
                 from llama_cpp import llama_cpp_ext
@@ -136,7 +145,8 @@ def capture_llama(model_path: str | Path, tokens: Sequence[int], *, mtp: bool = 
                                                 f"{len(ids)}, {path.name}", _reads(mtp))
             run.logits["decode"] = _last_logits(L, ctx, n_vocab)
             if mtp and hidden is not None:
-                ctx_mtp = _context(L, model, n_ctx, callback, other=ctx)
+                ctx_mtp = _context(L, model, n_ctx, callback, KV_TYPES[kv_type], flash_attn,
+                                   other=ctx)
                 contexts.append(ctx_mtp)
                 rec.reset()
                 _run_mtp(L, ctx_mtp, ids, hidden, log)
@@ -155,12 +165,13 @@ def _reads(mtp: bool) -> list[str]:
     return list(API_READS) if mtp else list(API_READS[:2])
 
 
-def _context(L: Any, model: Any, n_ctx: int, callback: Any, other: Any = None) -> Any:
+def _context(L: Any, model: Any, n_ctx: int, callback: Any, kv_type: int, flash_attn: bool,
+             other: Any = None) -> Any:
     cp = L.llama_context_default_params()
     cp.n_ctx = cp.n_batch = cp.n_ubatch = n_ctx
     cp.n_threads = cp.n_threads_batch = 1
-    cp.type_k = cp.type_v = TYPE_F32
-    cp.flash_attn_type = 0
+    cp.type_k = cp.type_v = kv_type
+    cp.flash_attn_type = 1 if flash_attn else 0  # enum llama_flash_attn_type: 0 off, 1 on
     cp.cb_eval = callback
     cp.cb_eval_user_data = None
     if other is not None:

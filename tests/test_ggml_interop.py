@@ -97,6 +97,19 @@ def test_llama_cpp_plans_are_proven_safe_and_ran_clean(
     assert g.assigns and all(s.op == "state" for s in g.assigns)
 
 
+def test_llama_cpp_defaults_f16_cache_and_flash_attention_are_proven_safe(
+        tmp_path: Path) -> None:
+    """The graphs llama.cpp's own default context runs (F16 KV cache written by SET_ROWS
+    from F32, flash attention) import and are proven safe too."""
+    path = write_qwen35_mtp(tmp_path / "tiny-qwen35.gguf")
+    run = capture_llama(path, PROMPT, mtp=True, kv_type="f16", flash_attn=True)
+    for label, cap in run.captures.items():
+        assert any(t.op == "FLASH_ATTN_EXT" for t in cap.tensors), label
+        assert any(t.type == "f16" and t.op == "NONE" for t in cap.tensors), label
+        v = judge(cap, label)
+        assert v.safe and v.violations == [] and cap.findings == [], label
+
+
 def test_mtp_hidden_state_is_read_after_the_run(qwen35_run: object) -> None:
     cap = qwen35_run.captures["prompt"]  # type: ignore[attr-defined]
     assert "h_nextn" in cap.reads
