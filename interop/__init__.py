@@ -7,8 +7,15 @@
   or from a llama.cpp decode, and checked dynamically while it runs.
 - :mod:`graphc.interop.ggml_import`: a capture as a graphc ``Graph`` plus the
   ``MemoryPlan`` ggml really used, for the aliasing checker.
-- :mod:`graphc.interop.llama_run`: drive llama.cpp on a GGUF file and capture its decode.
-- :mod:`graphc.interop.gguf_export`: graphc's Qwen example as a GGUF file llama.cpp runs.
+- :mod:`graphc.interop.llama_check`: a capture judged: ggml's plan under the checker,
+  graphc's plans of the same graph, the dynamic check's findings (the CLI's report).
+- :mod:`graphc.interop.llama_run`: drive llama.cpp on a GGUF file and capture its decode
+  (and the MTP context's).
+- :mod:`graphc.interop.tiny_models`: tiny random ``qwen3`` and ``qwen35`` (MTP) GGUF files.
+- :mod:`graphc.interop.seed`: the seed bug on ggml's own allocator.
+- :mod:`graphc.interop.ggml_oracle`: real memory as the oracle for the checker.
+- :mod:`graphc.interop.gguf_export` and :mod:`graphc.interop.llama_compare`: graphc's Qwen
+  example as a GGUF file llama.cpp runs, and the two compared logit by logit.
 
 Nothing in the core, the passes or the backends imports this package; its heavy
 dependencies (llama-cpp-python, gguf) are imported only here.
