@@ -69,7 +69,6 @@ class Imported:
     plan: MemoryPlan
     reads: list[Tensor]
     record: dict[Tensor, TensorRecord] = field(default_factory=dict)
-    region_base: dict[int, int] = field(default_factory=dict)  # buffer id -> region offset
     problems: list[Violation] = field(default_factory=list)  # found by the import itself
 
     def ggml_name(self, t: Tensor | None) -> str:
@@ -413,8 +412,7 @@ class _Importer:
             param_bytes=self.size["param"], lower_bound_bytes=0,
             fingerprint=fingerprint(self.g), strategy="ggml", alignment=self.alignment,
             certificate="the placement ggml's allocator made")
-        return Imported(self.cap, self.g, plan, reads, dict(self.record), dict(self.base),
-                        list(self.problems))
+        return Imported(self.cap, self.g, plan, reads, dict(self.record), list(self.problems))
 
 
 def import_capture(cap: Capture, alignment: int | None = None) -> Imported:
@@ -430,9 +428,3 @@ def check_import(imp: Imported) -> list[Violation]:
     the module doc)."""
     found = check_aliasing(imp.graph, imp.plan, reads=list(imp.reads))
     return [*imp.problems, *(v for v in found if v.kind != "input-written")]
-
-
-def dynamic_findings(imp: Imported) -> Sequence[str]:
-    """What the dynamic check saw while ggml ran (empty when it ran clean or did not run)."""
-    recs = imp.capture.tensors
-    return [f"{recs[f.tensor].describe()}: {f.detail}" for f in imp.capture.findings]
