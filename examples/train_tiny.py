@@ -56,7 +56,7 @@ from graphc.examples.qwen import (
 CONFIG = QwenConfig(vocab=256, d_model=128, n_layers=2, n_heads=4, n_kv_heads=2, d_ffn=256,
                     rope_theta=10000.0, max_ctx=256)
 DEFAULT_OUT = str(Path(__file__).with_name("tiny_mtp.npz"))
-LIGHT_STEPS = 600
+LIGHT_STEPS = 4000
 """Default steps of ``--light-head-on`` (a few minutes on two CPU cores)."""
 
 
