@@ -107,7 +107,7 @@ def test_light_graphs_have_no_mtp_cache_and_plan_safely(kind: str) -> None:
     k = 3
     g = (build_prefill(CFG, 5, k, head="light") if kind == "prefill"
          else build_round(CFG, k, head="light"))
-    assert sorted(s.name for s in g.states) == sorted(
+    assert sorted(g.states) == sorted(
         f"l{i}.{c}_cache" for i in range(CFG.n_layers) for c in "kv")
     assert not any(p.startswith("mtp.") for p in g.params)
     assert set(light_param_shapes(CFG)) <= set(g.params)
