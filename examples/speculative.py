@@ -368,8 +368,9 @@ def greedy_generate(runner: Runner, prompt: list[int], n_new: int, *, stream: bo
 
 def speculative_generate(runner: Runner, prompt: list[int], n_new: int, k: int = 3, *,
                          stream: bool = False) -> tuple[list[int], SpecStats]:
-    """Speculative decoding with ``k`` MTP drafts per round: one call for the prompt,
-    then one call per round (see the module docstring). Equal to greedy decoding.
+    """Speculative decoding with ``k`` drafts per round from the runner's MTP head (block
+    or light): one call for the prompt, then one call per round (see the module
+    docstring). Equal to greedy decoding.
     ``stream``: read each round's tokens as soon as it returns, before the next call."""
     if k < 1:
         raise gc.GraphError(f"the draft length must be at least 1, got {k}")

@@ -1,6 +1,7 @@
 """Train the tiny checkpoint that ``graphc demo`` loads, through graphc itself.
 
 Run: python examples/train_tiny.py [--steps 1600] [--out examples/tiny_mtp.npz] [--quick]
+     python examples/train_tiny.py --light-head-on examples/tiny_mtp.npz [--steps 4000]
 
 - **Model:** the Qwen-style model of ``qwen.py`` (byte vocabulary of 256, d_model 128,
   2 layers, 4 heads / 2 KV heads, SwiGLU 256) and two MTP heads. ``mtp.*`` is trained on

@@ -141,6 +141,12 @@ def test_light_head_on_the_trained_checkpoint() -> None:
     assert isinstance(light, dict)
     assert light["held_out_mtp_light"] < light["held_out_mtp_light_init"] - 2.0
     assert "held_out_mtp_pre" in info and "held_out_main" in info  # the old keys stay
+    from graphc.examples.train_tiny import corpus, evaluate_light
+
+    _, held, digest, _ = corpus()
+    if digest == light["corpus_sha256"]:  # the recorded loss is what evaluate_light gives
+        got = evaluate_light(params, held, int(light["seq"]), int(light["seed"]), cfg=cfg)
+        assert got == pytest.approx(light["held_out_mtp_light"], abs=2e-3)
     runner = Runner(cfg, params, backend="jax", head="light")
     prompt = list(b"def add(a, b):\n    return ")
     plain, _ = greedy_generate(runner, prompt, 16)
