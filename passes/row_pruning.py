@@ -6,10 +6,6 @@ until it meets an op that mixes rows, or a tensor that someone needs whole. Ther
 ``get_rows`` selects the rows. Attention is row-wise in its queries only, so the
 selection enters the query side while keys, values and KV-cache writes keep every row.
 
-A ``slice`` along axis 0 is a row selection too: it asks its operand for the rows it
-keeps, so a graph that reads ``h[-1:]`` internally (the last position's hidden state)
-computes the row-wise ops before it on that row only.
-
 The analysis runs backward: a node is computed on rows S only when *every* reader wants
 exactly S, so pruning never computes anything twice.
 """
@@ -62,7 +58,6 @@ def prune_rows(g: Graph, reads: ReadsArg = None) -> Graph:
     # backward: decide for each node the rows it is computed on
     mode: dict[Tensor, tuple[int, ...] | None] = {}
     rowwise: dict[Tensor, list[Mode] | None] = {}
-    slices: dict[Tensor, tuple[int, ...]] = {}  # axis-0 slices whose operand keeps those rows
     for t in reversed(g.nodes):
         reqs = requests[t]
         if not reqs:
@@ -74,11 +69,6 @@ def prune_rows(g: Graph, reads: ReadsArg = None) -> Graph:
         rule = op.rows if op is not None else None
         modes = rule(t) if (rows is not FULL and rule is not None) else None
         rowwise[t] = modes
-        kept = _slice_rows(t) if rows is FULL else None
-        if kept is not None:
-            slices[t] = kept
-            requests[t.inputs[0]].append(kept)
-            continue
         for j, o in enumerate(t.inputs):
             requests[o].append(rows if modes is not None and modes[j] == "rows" else FULL)
 
@@ -109,8 +99,6 @@ def prune_rows(g: Graph, reads: ReadsArg = None) -> Graph:
         modes = rowwise.get(t)
         if t.is_leaf:
             full[t] = rb.map[t]
-        elif t in slices and mode.get(t.inputs[0]) == slices[t] and t.inputs[0] in pruned:
-            full[t] = pruned[t.inputs[0]]  # the operand holds exactly the rows kept
         elif rows is FULL or modes is None:
             full[t] = rb.copy(t, [full[i] for i in t.inputs])
         else:
@@ -132,18 +120,6 @@ def prune_rows(g: Graph, reads: ReadsArg = None) -> Graph:
     for s, v in g.assigns.items():
         rb.dst.assign(rb.map[s], full[v])
     return rb.dst
-
-
-def _slice_rows(t: Tensor) -> tuple[int, ...] | None:
-    """The rows of its operand an axis-0 ``slice`` keeps, or None (another op or axis, or
-    every row kept)."""
-    if t.op != "slice" or not t.inputs[0].shape:
-        return None
-    n = t.inputs[0].shape[0]
-    if t.attrs["axis"] % len(t.inputs[0].shape) != 0:
-        return None
-    start, stop, _ = slice(t.attrs["start"], t.attrs["stop"]).indices(n)
-    return tuple(range(start, stop)) if 0 < stop - start < n else None
 
 
 @register_pass

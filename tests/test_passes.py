@@ -330,27 +330,3 @@ def test_opt_cli_exit_codes_and_atomic_output(toy_file: Path, tmp_path: Path,
     assert main(["opt", str(toy_file), "-p", "dce", "--json", "-o", str(out)]) == 0
     assert gc.to_text(gc.from_json(out.read_text())) == toy_file.read_text()
 
-
-def test_prune_rows_follows_axis0_slices() -> None:
-    """A slice along axis 0 asks its operand for the rows it keeps: the row-wise ops before
-    it compute those rows only, the values read are unchanged, and an operand some other
-    reader needs whole (or a slice along another axis) is left alone."""
-    g = gc.Graph("s")
-    x = g.input("x", (6, 8))
-    w = g.param("w", (8, 8))
-    h = g.mul(g.rms_norm(x), x) @ w
-    g.set_output(g.slice(h, 0, 4, 6), "tail")
-    g.set_output(g.slice(g.add(x, x), 1, 0, 2), "cols")
-    pruned = prune_rows(g)
-    matmuls = [t for t in pruned.nodes if t.op == "matmul"]
-    assert [t.shape for t in matmuls] == [(2, 8)]
-    assert not any(t.op == "slice" and t.attrs["axis"] == 0 for t in pruned.nodes)
-    assert any(t.op == "add" and t.shape == (6, 8) for t in pruned.nodes)
-    assert cost(pruned).flops < cost(g).flops
-    assert_same_reads(g, pruned)
-    both = gc.Graph("b")
-    y = both.input("y", (5, 4))
-    z = both.mul(y, y)
-    both.set_output(both.slice(z, 0, 0, 1), "head")
-    both.set_output(z, "whole")
-    assert [t.shape for t in prune_rows(both).nodes if t.op == "mul"] == [(5, 4)]
