@@ -13,6 +13,10 @@ Models:
 - ``demo checkpoint``: the shipped trained tiny model (``examples/tiny_mtp.npz``) on the
   demo's prompt: real acceptance, but the MTP head is half as large as the 2-layer main
   model, so every draft costs half a greedy step;
+- ``demo checkpoint, light head``: the same model drafting with its light MTP head
+  (``mtpl.*``: no attention, no KV cache, one SwiGLU FFN; ``python examples/train_tiny.py
+  --light-head-on examples/tiny_mtp.npz``), applied once to the last accepted pair and
+  k-1 more times to chain drafts;
 - ``trained, 6 layers``: the same training recipe with a 6-layer main model
   (``examples/tiny_mtp_6l.npz``; not in ``--quick``): real acceptance where the head is
   a sixth of the main model's layers;
@@ -83,11 +87,11 @@ def ops(g: gc.Graph) -> int:
 
 
 def measure(model: str, cfg: QwenConfig, params: dict[str, np.ndarray], prompt: list[int],
-            n_new: int, ks: list[int], repeats: int, t_call: float, stream: bool = False
-            ) -> list[dict[str, Any]]:
-    """One row per draft length k for one model (``stream``: both loops read every call's
-    tokens before the next call)."""
-    runner = Runner(cfg, params, backend="jax")
+            n_new: int, ks: list[int], repeats: int, t_call: float, stream: bool = False,
+            head: str = "block") -> list[dict[str, Any]]:
+    """One row per draft length k for one model drafting with its ``head`` (``stream``:
+    both loops read every call's tokens before the next call)."""
+    runner = Runner(cfg, params, backend="jax", head=head)
     runner.prepare(len(prompt), None)
     plain, _ = greedy_generate(runner, prompt, n_new)
     _, step = runner.greedy(len(prompt))
@@ -130,22 +134,29 @@ def measure(model: str, cfg: QwenConfig, params: dict[str, np.ndarray], prompt: 
     return rows
 
 
-def models(quick: bool) -> list[tuple[str, QwenConfig, dict[str, np.ndarray], list[int]]]:
-    """(name, config, weights, prompt) of each model, the demo checkpoint first."""
+Model = tuple[str, QwenConfig, dict[str, np.ndarray], list[int], str]
+
+
+def models(quick: bool) -> list[Model]:
+    """(name, config, weights, prompt, MTP head) of each model, the demo checkpoint first
+    (with its block head, then with its light head)."""
     params, cfg = load_weights(str(CHECKPOINT))
     assert cfg is not None
-    out = [("demo checkpoint", cfg, params, list(PROMPT))]
+    out: list[Model] = [("demo checkpoint", cfg, params, list(PROMPT), "block"),
+                        ("demo checkpoint, light head", cfg, params, list(PROMPT), "light")]
     if not quick and DEEPER.exists():
         deep, deep_cfg = load_weights(str(DEEPER))
         assert deep_cfg is not None
-        out.append((f"trained, {deep_cfg.n_layers} layers", deep_cfg, deep, list(PROMPT)))
+        out.append((f"trained, {deep_cfg.n_layers} layers", deep_cfg, deep, list(PROMPT),
+                    "block"))
     d, layers = (256, 4) if quick else (512, 8)
     big = QwenConfig(vocab=256, d_model=d, n_layers=layers, n_heads=8, n_kv_heads=2,
                      d_ffn=2 * d, max_ctx=128)
     prompt = [int(t) for t in np.random.default_rng(0).integers(0, big.vocab, 32)]
     out.append((f"larger ({layers} layers, d {d}), random", big,
-                init_params(big, seed=0, mtp=True), prompt))
-    out.append((f"larger ({layers} layers, d {d}), rigged", big, rigged_params(big), prompt))
+                init_params(big, seed=0, mtp=True), prompt, "block"))
+    out.append((f"larger ({layers} layers, d {d}), rigged", big, rigged_params(big), prompt,
+                "block"))
     return out
 
 
@@ -162,8 +173,9 @@ def main() -> None:
     ks, n_new, repeats = ([1, 2], 16, 3) if args.quick else ([1, 2, 3, 4], 40, 7)
     t_call = call_overhead(repeats)
     rows: list[dict[str, Any]] = []
-    for name, cfg, params, prompt in models(args.quick):
-        rows += measure(name, cfg, params, prompt, n_new, ks, repeats, t_call, args.stream)
+    for name, cfg, params, prompt, head in models(args.quick):
+        rows += measure(name, cfg, params, prompt, n_new, ks, repeats, t_call, args.stream,
+                        head)
     if args.json:
         print(json.dumps(rows, indent=1))
         return

@@ -17,6 +17,11 @@ shares the embedding and the lm_head, giving draft logits for token t+2. It also
 its own hidden state, so drafts can be chained. Which main-model hidden state it reads
 (``"pre_norm"`` or ``"post_norm"``) is the caller's choice: the silent aliasing bug this
 project exists for made a head trained on one read the other.
+
+A second, lighter MTP head (:class:`LightMtpHead`, params ``mtpl.*``) has no attention and
+no KV cache: the same normalize-concatenate-project input, one residual SwiGLU FFN, then
+the shared lm_head. It costs a fraction of the block head's ops per application, and
+sees only the one (hidden state, token) pair it is given.
 """
 
 from __future__ import annotations
@@ -89,13 +94,24 @@ def mtp_param_shapes(cfg: QwenConfig) -> dict[str, tuple[int, ...]]:
             **_block_shapes(cfg, "mtp"), "mtp.final_norm": (d,)}
 
 
-def init_params(cfg: QwenConfig, seed: int = 0, mtp: bool = False
+def light_param_shapes(cfg: QwenConfig) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of the light MTP head's own weights (:class:`LightMtpHead`; it shares
+    ``embed`` and ``lm_head``)."""
+    d, f = cfg.d_model, cfg.d_ffn
+    return {"mtpl.hnorm": (d,), "mtpl.enorm": (d,), "mtpl.proj": (2 * d, d),
+            "mtpl.ffn_norm": (d,), "mtpl.w_gate": (d, f), "mtpl.w_up": (d, f),
+            "mtpl.w_down": (f, d), "mtpl.final_norm": (d,)}
+
+
+def init_params(cfg: QwenConfig, seed: int = 0, mtp: bool = False, light: bool = False
                 ) -> dict[str, np.ndarray]:
-    """Seeded random weights for the main model (with ``mtp``, the MTP head's too):
-    norm weights 1, matrices scaled by 1/sqrt(fan-in)."""
+    """Seeded random weights for the main model (with ``mtp``, the MTP head's too; with
+    ``light``, the light head's, drawn after everything else so the other weights do not
+    depend on it): norm weights 1, matrices scaled by 1/sqrt(fan-in)."""
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
-    shapes = param_shapes(cfg) | (mtp_param_shapes(cfg) if mtp else {})
+    shapes = (param_shapes(cfg) | (mtp_param_shapes(cfg) if mtp else {})
+              | (light_param_shapes(cfg) if light else {}))
     for name, shape in shapes.items():
         if len(shape) == 1:
             out[name] = np.ones(shape, np.float32)
@@ -264,6 +280,59 @@ def build_mtp(cfg: QwenConfig, n_tokens: int, name: str = "mtp", kv_cache: bool 
     return g
 
 
+class LightMtpHead:
+    """The light MTP head's layers inside one graph ``g``: declares its params (and the
+    shared ``embed`` and ``lm_head``) on construction. No attention and no KV cache, so
+    each (hidden state, next token) pair is computed on its own, and the head has no
+    states: for hidden state ``h_t`` and token ``x_{t+1}``,
+    ``x = concat(rms_norm(h_t) * hnorm, rms_norm(embed[x_{t+1}]) * enorm) @ proj``, then
+    ``x + w_down(silu(n @ w_gate) * (n @ w_up))`` with ``n = rms_norm(x) * ffn_norm`` is
+    the head's hidden state; ``rms_norm(.) * final_norm @ lm_head`` its draft logits for
+    ``x_{t+2}``."""
+
+    def __init__(self, g: gc.Graph, cfg: QwenConfig) -> None:
+        self.g, self.cfg = g, cfg
+        for pname, shape in {"embed": (cfg.vocab, cfg.d_model),
+                             "lm_head": (cfg.d_model, cfg.vocab),
+                             **light_param_shapes(cfg)}.items():
+            if g.leaf(pname) is None:
+                g.param(pname, shape)
+
+    def step(self, hidden: gc.Tensor, tokens: gc.Tensor) -> gc.Tensor:
+        """The head's hidden state [n, d] for pairs (``hidden`` [n, d], ``tokens`` i32[n]);
+        row i depends on row i of each input only."""
+        g, eps = self.g, self.cfg.eps
+        h = g.mul(g.rms_norm(hidden, eps), _w(g, "mtpl.hnorm"))
+        e = g.mul(g.rms_norm(g.get_rows(_w(g, "embed"), tokens), eps), _w(g, "mtpl.enorm"))
+        x = g.concat([h, e], axis=1) @ _w(g, "mtpl.proj")
+        n = g.mul(g.rms_norm(x, eps), _w(g, "mtpl.ffn_norm"))
+        gate = g.mul(g.silu(n @ _w(g, "mtpl.w_gate")), n @ _w(g, "mtpl.w_up"))
+        return g.add(x, gate @ _w(g, "mtpl.w_down"), name="mtpl.h_out")
+
+    def logits(self, hidden: gc.Tensor) -> gc.Tensor:
+        """Draft logits [n, vocab] from the head's hidden state rows ``hidden``."""
+        g = self.g
+        return g.mul(g.rms_norm(hidden, self.cfg.eps),
+                     _w(g, "mtpl.final_norm")) @ _w(g, "lm_head")
+
+
+def build_light_mtp(cfg: QwenConfig, n_tokens: int, name: str = "mtp_light") -> gc.Graph:
+    """The light MTP head over ``n_tokens`` (hidden state, next token) pairs.
+
+    Inputs: ``hidden`` f32[n, d] (the main model's hidden state at positions t),
+    ``tokens`` i32[n] (the tokens at t+1). No states. Outputs: ``logits`` [n, vocab]
+    (drafts for t+2) and ``mtp_hidden`` [n, d] (the head's hidden state, to chain drafts).
+    """
+    g = gc.Graph(name)
+    hidden = g.input("hidden", (n_tokens, cfg.d_model))
+    tokens = g.input("tokens", (n_tokens,), "i32")
+    head = LightMtpHead(g, cfg)
+    x = head.step(hidden, tokens)
+    g.set_output(head.logits(x), "logits")
+    g.set_output(x, "mtp_hidden")
+    return g
+
+
 def save_weights(path: str, params: dict[str, np.ndarray], config: QwenConfig | None = None,
                  info: dict[str, object] | None = None) -> None:
     """Write named weights to ``.npz`` (with the config under ``__config__`` and free-form
@@ -328,9 +397,12 @@ def load_info(path: str) -> dict[str, object]:
         return json.loads(bytes(z["__info__"]).decode()) if "__info__" in z.files else {}
 
 
-def check_params(cfg: QwenConfig, params: dict[str, np.ndarray], mtp: bool = True) -> None:
-    """GraphError naming the first missing or misshapen weight."""
-    shapes = param_shapes(cfg) | (mtp_param_shapes(cfg) if mtp else {})
+def check_params(cfg: QwenConfig, params: dict[str, np.ndarray], mtp: bool = True,
+                 light: bool = False) -> None:
+    """GraphError naming the first missing or misshapen weight (of the main model, with
+    ``mtp`` the MTP head's, with ``light`` the light head's)."""
+    shapes = (param_shapes(cfg) | (mtp_param_shapes(cfg) if mtp else {})
+              | (light_param_shapes(cfg) if light else {}))
     for name, shape in shapes.items():
         if name not in params:
             raise gc.GraphError(f"weights lack {name!r} {list(shape)}")

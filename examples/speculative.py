@@ -32,6 +32,13 @@ single graph compiled once (fixed shapes, whatever the round accepts):
 The MTP head's cache slot for a (hidden state at t, token at t+1) pair is t, as in
 training (``examples/train_tiny.py``).
 
+With the light head (``head="light"``, :class:`~graphc.examples.qwen.LightMtpHead`: no
+attention, no KV cache) there is nothing to keep in step: the prompt graph applies the
+head to the last pair only (the last prompt position's hidden state, the first new
+token), and a round to the last accepted pair only (row ``a`` of the hidden states and
+of the choices, by ``get_rows``), each then chaining k-1 more drafts. Neither graph has
+an MTP cache state.
+
 "Equals greedy decoding" holds up to float32 near-ties: a round computes k+1 rows in one
 pass and a greedy step one row, and the kernels may round the two differently in the last
 bits. Where the main model's two best logits lie within that rounding of each other, the
@@ -48,9 +55,11 @@ from typing import Any
 
 import numpy as np
 from graphc.examples.qwen import (
+    LightMtpHead,
     MtpHead,
     QwenConfig,
     build_main,
+    light_param_shapes,
     main_forward,
     mtp_param_shapes,
     param_shapes,
@@ -60,6 +69,11 @@ import graphc as gc
 
 SOURCES = {"pre_norm": "h_pre_norm", "post_norm": "h_post_norm"}
 """Which main-model hidden state feeds the MTP head -> the name of that output."""
+
+HEADS = ("block", "light")
+"""The MTP head kinds: ``block`` (:class:`~graphc.examples.qwen.MtpHead`, params
+``mtp.*``, a transformer block with a KV cache) and ``light``
+(:class:`~graphc.examples.qwen.LightMtpHead`, params ``mtpl.*``, no cache)."""
 
 ROUND_READS = {"choices": "all", "accepted": "all", "next_tokens": "all", "next_start": "all"}
 """What a round returns: the host reads ``choices`` and ``accepted``; ``next_tokens`` and
@@ -123,19 +137,40 @@ def _chain(g: gc.Graph, head: MtpHead, m: gc.Tensor, slot: gc.Tensor, k: int) ->
     return drafts[0] if k == 1 else g.concat(drafts, axis=0)
 
 
-def build_prefill(cfg: QwenConfig, n_prompt: int, k: int, source: str = "pre_norm"
-                  ) -> gc.Graph:
+def _light_drafts(g: gc.Graph, cfg: QwenConfig, hidden: gc.Tensor, token: gc.Tensor, k: int
+                  ) -> gc.Tensor:
+    """k chained drafts i32[k] from the light head applied to one pair (``hidden`` [1, d],
+    ``token`` i32[1]): each draft is the argmax of the head's logits, and the next pair is
+    (the head's own hidden state, that draft)."""
+    head = LightMtpHead(g, cfg)
+    m = head.step(hidden, token)
+    drafts = [g.argmax(head.logits(m), axis=-1)]
+    for _ in range(1, k):
+        m = head.step(m, drafts[-1])
+        drafts.append(g.argmax(head.logits(m), axis=-1))
+    return drafts[0] if k == 1 else g.concat(drafts, axis=0)
+
+
+def _check_head(head: str) -> None:
+    if head not in HEADS:
+        raise gc.GraphError(f"the MTP head must be one of {list(HEADS)}, got {head!r}")
+
+
+def build_prefill(cfg: QwenConfig, n_prompt: int, k: int, source: str = "pre_norm",
+                  head: str = "block") -> gc.Graph:
     """Speculative prompt processing as one graph.
 
     Inputs: ``tokens`` i32[n] (the prompt), ``pos`` i32[n] (0..n-1). States: the main
-    model's and the MTP head's KV caches (written at 0..n-1, and at n..n+k-2 by the
-    chain). Outputs: ``first`` i32[1] (the first new token, at position n) and
-    ``next_tokens`` i32[k+1] (``first``, then the drafts for positions n+1..n+k: the first
-    round's ``tokens``).
+    model's KV caches (written at 0..n-1) and, for the ``block`` head, the MTP head's
+    (written at 0..n-1, and at n..n+k-2 by the chain; the ``light`` head has none and is
+    applied to the last pair only). Outputs: ``first`` i32[1] (the first new token, at
+    position n) and ``next_tokens`` i32[k+1] (``first``, then the drafts for positions
+    n+1..n+k: the first round's ``tokens``).
     """
     if k < 1 or n_prompt < 1:
         raise gc.GraphError(f"need a prompt and at least one draft, got n={n_prompt}, k={k}")
-    g = gc.Graph(f"spec_prefill_{n_prompt}_k{k}")
+    _check_head(head)
+    g = gc.Graph(f"spec_prefill_{n_prompt}_k{k}" + ("_light" if head == "light" else ""))
     tokens = g.input("tokens", (n_prompt,), "i32")
     pos = g.input("pos", (n_prompt,), "i32")
     h_pre, h_post = main_forward(g, cfg, tokens, pos)
@@ -143,24 +178,32 @@ def build_prefill(cfg: QwenConfig, n_prompt: int, k: int, source: str = "pre_nor
     assert lm_head is not None
     first = g.argmax(g.slice(h_post, 0, n_prompt - 1, n_prompt) @ lm_head, axis=-1)
     hidden = h_pre if SOURCES[source] == "h_pre_norm" else h_post
+    if head == "light":
+        drafts = _light_drafts(g, cfg, g.slice(hidden, 0, n_prompt - 1, n_prompt), first, k)
+        g.set_output(first, "first")
+        g.set_output(g.concat([first, drafts]), "next_tokens")
+        return g
     # the head sees (h_t, x_{t+1}) for every prompt position t; the last pair's token is
     # the first new one
     nxt = first if n_prompt == 1 else g.concat([g.slice(tokens, 0, 1, n_prompt), first])
-    head = MtpHead(g, cfg)
-    mx = head.step(hidden, nxt, pos)
+    block_head = MtpHead(g, cfg)
+    mx = block_head.step(hidden, nxt, pos)
     last = g.slice(pos, 0, n_prompt - 1, n_prompt)
-    drafts = _chain(g, head, g.slice(mx, 0, n_prompt - 1, n_prompt), last, k)
+    drafts = _chain(g, block_head, g.slice(mx, 0, n_prompt - 1, n_prompt), last, k)
     g.set_output(first, "first")
     g.set_output(g.concat([first, drafts]), "next_tokens")
     return g
 
 
-def build_round(cfg: QwenConfig, k: int, source: str = "pre_norm") -> gc.Graph:
+def build_round(cfg: QwenConfig, k: int, source: str = "pre_norm", head: str = "block"
+                ) -> gc.Graph:
     """One speculative round as one graph (see the module docstring).
 
     Inputs: ``tokens`` i32[k+1] (the last emitted token, then k drafts), ``start`` i32[1]
-    (the position of ``tokens[0]``). States: the main model's and the MTP head's KV caches,
-    updated in place; the caller guarantees ``start + 2k - 1 <= max_ctx``. Outputs:
+    (the position of ``tokens[0]``). States: the main model's KV caches and, for the
+    ``block`` head, the MTP head's, updated in place; the caller guarantees
+    ``start + 2k - 1 <= max_ctx`` (``start + k + 1 <= max_ctx`` for the ``light`` head,
+    which has no cache and is applied to the last accepted pair only). Outputs:
     ``choices`` i32[k+1] (the main model's argmax after each fed token), ``accepted``
     i32[1] (``a``: drafts 0..a-1 equal choices 0..a-1, so choices 0..a are emitted),
     ``next_tokens`` i32[k+1] (choice ``a``, then the next round's k drafts, for positions
@@ -169,7 +212,8 @@ def build_round(cfg: QwenConfig, k: int, source: str = "pre_norm") -> gc.Graph:
     """
     if k < 1:
         raise gc.GraphError(f"the draft length must be at least 1, got {k}")
-    g = gc.Graph(f"spec_round_k{k}")
+    _check_head(head)
+    g = gc.Graph(f"spec_round_k{k}" + ("_light" if head == "light" else ""))
     tokens = g.input("tokens", (k + 1,), "i32")
     start = g.input("start", (1,), "i32")
     pos = g.add(start, g.const(list(range(k + 1)), dtype="i32"), name="pos")
@@ -183,9 +227,14 @@ def build_round(cfg: QwenConfig, k: int, source: str = "pre_norm") -> gc.Graph:
     accepted = g.argmax(g.concat([miss, g.const([1], dtype="i32")]), axis=0, keepdims=True,
                         name="accepted")
     hidden = h_pre if SOURCES[source] == "h_pre_norm" else h_post
-    head = MtpHead(g, cfg)
-    mx = head.step(hidden, choices, pos)  # rows past `accepted` are overwritten next round
-    drafts = _chain(g, head, g.get_rows(mx, accepted), g.add(start, accepted), k)
+    if head == "light":  # the last accepted pair only
+        drafts = _light_drafts(g, cfg, g.get_rows(hidden, accepted),
+                               g.get_rows(choices, accepted), k)
+    else:
+        block_head = MtpHead(g, cfg)
+        # rows past `accepted` are overwritten next round
+        mx = block_head.step(hidden, choices, pos)
+        drafts = _chain(g, block_head, g.get_rows(mx, accepted), g.add(start, accepted), k)
     g.set_output(choices, "choices")
     g.set_output(accepted, "accepted")
     g.set_output(g.concat([g.get_rows(choices, accepted), drafts]), "next_tokens")
@@ -194,33 +243,39 @@ def build_round(cfg: QwenConfig, k: int, source: str = "pre_norm") -> gc.Graph:
 
 
 def rigged_params(cfg: QwenConfig) -> dict[str, np.ndarray]:
-    """Weights under which the next token is always (token + 1) % vocab and the MTP head
-    drafts (token + 1) % vocab from the token it is given, so every draft is right (needs
-    ``d_model >= vocab``). Every matrix keeps its full size, so calls cost what a model of
-    these sizes costs."""
+    """Weights under which the next token is always (token + 1) % vocab and both MTP heads
+    (``mtp.*`` and the light ``mtpl.*``) draft (token + 1) % vocab from the token they are
+    given, so every draft is right (needs ``d_model >= vocab``). Every matrix keeps its
+    full size, so calls cost what a model of these sizes costs."""
     v, d = cfg.vocab, cfg.d_model
     if d < v:
         raise gc.GraphError(f"rigged weights need d_model >= vocab, got {d} < {v}")
-    p = {k: np.zeros(s, np.float32) for k, s in (param_shapes(cfg) | mtp_param_shapes(cfg)).items()}
+    p = {k: np.zeros(s, np.float32) for k, s in (param_shapes(cfg) | mtp_param_shapes(cfg)
+                                                  | light_param_shapes(cfg)).items()}
     for name, value in p.items():
         if name.endswith("norm"):
             p[name] = np.ones_like(value)
     p["embed"][np.arange(v), np.arange(v)] = 1.0  # one-hot embeddings
     p["lm_head"][np.arange(v), (np.arange(v) + 1) % v] = 1.0  # e_i -> logit peak at i+1
     p["mtp.proj"][d + np.arange(d), np.arange(d)] = 1.0  # keep the embedding half
+    p["mtpl.proj"][d + np.arange(d), np.arange(d)] = 1.0
     return p
 
 
 class Runner:
     """Compiles and caches one model's graphs (per kind, prompt length and draft length)
-    for one backend. ``compile_seconds`` sums the time spent compiling."""
+    for one backend. ``head`` picks the MTP head speculative decoding drafts with (one of
+    :data:`HEADS`). ``compile_seconds`` sums the time spent compiling."""
 
     def __init__(self, cfg: QwenConfig, params: Mapping[str, np.ndarray],
                  backend: str = "jax", mtp_source: str = "pre_norm",
-                 compile_options: Mapping[str, Any] | None = None) -> None:
+                 compile_options: Mapping[str, Any] | None = None, head: str = "block"
+                 ) -> None:
         if mtp_source not in SOURCES:
             raise gc.GraphError(f"mtp_source must be one of {sorted(SOURCES)}, "
                                 f"got {mtp_source!r}")
+        _check_head(head)
+        self.head = head
         self.cfg = cfg
         self.params = dict(params)
         self.backend = backend
@@ -250,11 +305,12 @@ class Runner:
 
     def speculative(self, prompt_len: int, k: int) -> tuple[gc.Executable, gc.Executable]:
         """(prompt processing, one round) for speculative decoding with ``k`` drafts."""
-        cfg, src = self.cfg, self.mtp_source
+        cfg, src, head = self.cfg, self.mtp_source, self.head
         return (self._exe(("prefill", prompt_len, k),
-                          lambda: build_prefill(cfg, prompt_len, k, src),
+                          lambda: build_prefill(cfg, prompt_len, k, src, head),
                           {"first": "all", "next_tokens": "all"}),
-                self._exe(("round", 0, k), lambda: build_round(cfg, k, src), ROUND_READS))
+                self._exe(("round", 0, k), lambda: build_round(cfg, k, src, head),
+                          ROUND_READS))
 
     def prepare(self, prompt_len: int, k: int | None = None, greedy: bool = True) -> None:
         """Compile, ahead of timing, the executables generation will use."""
@@ -264,14 +320,15 @@ class Runner:
             self.speculative(prompt_len, k)
 
 
-def _check_room(cfg: QwenConfig, prompt: list[int], n_new: int, k: int = 0) -> None:
+def _check_room(cfg: QwenConfig, prompt: list[int], n_new: int, k: int = 0,
+                head: str = "block") -> None:
     if not prompt:
         raise gc.GraphError("the prompt is empty", fix="give at least one token")
     if n_new < 1:
         raise gc.GraphError(f"generate at least one token, got {n_new}")
-    # the last round starts at len(prompt) + n_new - 2 at the latest; the MTP chain then
-    # writes up to 2k - 1 slots past it
-    slack = max(2 * k - 2, 0)
+    # the last round starts at len(prompt) + n_new - 2 at the latest; the main model
+    # writes k slots past it, the block head's chain up to 2k - 1
+    slack = max(2 * k - 2 if head == "block" else k - 1, 0)
     if len(prompt) + n_new + slack > cfg.max_ctx:
         raise gc.GraphError(f"prompt ({len(prompt)}) + new tokens ({n_new})"
                             + (f" + {slack} slots for the drafts" if slack else "")
@@ -311,12 +368,13 @@ def greedy_generate(runner: Runner, prompt: list[int], n_new: int, *, stream: bo
 
 def speculative_generate(runner: Runner, prompt: list[int], n_new: int, k: int = 3, *,
                          stream: bool = False) -> tuple[list[int], SpecStats]:
-    """Speculative decoding with ``k`` MTP drafts per round: one call for the prompt,
-    then one call per round (see the module docstring). Equal to greedy decoding.
+    """Speculative decoding with ``k`` drafts per round from the runner's MTP head (block
+    or light): one call for the prompt, then one call per round (see the module
+    docstring). Equal to greedy decoding.
     ``stream``: read each round's tokens as soon as it returns, before the next call."""
     if k < 1:
         raise gc.GraphError(f"the draft length must be at least 1, got {k}")
-    _check_room(runner.cfg, prompt, n_new, k)
+    _check_room(runner.cfg, prompt, n_new, k, runner.head)
     pre, rnd = runner.speculative(len(prompt), k)
     stats = SpecStats()
     t0 = time.perf_counter()

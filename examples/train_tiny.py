@@ -1,6 +1,7 @@
 """Train the tiny checkpoint that ``graphc demo`` loads, through graphc itself.
 
 Run: python examples/train_tiny.py [--steps 1600] [--out examples/tiny_mtp.npz] [--quick]
+     python examples/train_tiny.py --light-head-on examples/tiny_mtp.npz [--steps 4000]
 
 - **Model:** the Qwen-style model of ``qwen.py`` (byte vocabulary of 256, d_model 128,
   2 layers, 4 heads / 2 KV heads, SwiGLU 256) and two MTP heads. ``mtp.*`` is trained on
@@ -17,6 +18,12 @@ Run: python examples/train_tiny.py [--steps 1600] [--out examples/tiny_mtp.npz] 
   nothing is downloaded. Every 10th file, by sorted name, is held out for evaluation.
   The corpus digest is stored in the checkpoint; the same Python version reproduces the
   checkpoint exactly (a deterministic seed on the CPU).
+- **Light head** (``--light-head-on CHECKPOINT``): trains only the light MTP head
+  (``mtpl.*``, :class:`graphc.examples.qwen.LightMtpHead`) on an existing checkpoint's
+  frozen main model (its pre-norm hidden state, stop-gradient; the shared embedding and
+  lm_head frozen too), with the same corpus, windows, next-next-token cross-entropy, AdamW
+  and schedule, and writes the checkpoint back with the ``mtpl.*`` arrays added (every
+  other array unchanged) and ``__info__["light_head"]`` recording the run.
 """
 
 from __future__ import annotations
@@ -36,11 +43,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from graphc.backends.jax_lowering import lower
-from graphc.examples.qwen import QwenConfig, build_main, build_mtp, init_params, save_weights
+from graphc.examples.qwen import (
+    QwenConfig,
+    build_light_mtp,
+    build_main,
+    build_mtp,
+    init_params,
+    load_info,
+    load_weights,
+    save_weights,
+)
 
 CONFIG = QwenConfig(vocab=256, d_model=128, n_layers=2, n_heads=4, n_kv_heads=2, d_ffn=256,
                     rope_theta=10000.0, max_ctx=256)
 DEFAULT_OUT = str(Path(__file__).with_name("tiny_mtp.npz"))
+LIGHT_STEPS = 4000
+"""Default steps of ``--light-head-on`` (a few minutes on two CPU cores)."""
 
 
 Tree = dict[str, jax.Array]  # weights, moments or gradients by param name
@@ -113,18 +131,18 @@ def init_all(cfg: QwenConfig, seed: int) -> dict[str, jax.Array]:
     return {k: jnp.asarray(v) for k, v in p.items()}
 
 
-def train(steps: int = 1600, batch: int = 16, seq: int = 128, seed: int = 0,
-          lr: float = 3e-3, weight_decay: float = 0.01, log: Callable[[str], None] = print,
-          cfg: QwenConfig = CONFIG) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Train from scratch; return (params, info with held-out losses)."""
-    train_data, held, digest, n_files = corpus()
-    rng = np.random.default_rng(seed)
-    params = init_all(cfg, seed)
-    loss = make_loss(cfg, seq)
-    grad = jax.jit(jax.value_and_grad(loss, has_aux=True))
-    m = {k: jnp.zeros_like(v) for k, v in params.items()}
-    v = {k: jnp.zeros_like(x) for k, x in params.items()}
-    b1, b2, eps, warm = 0.9, 0.95, 1e-8, max(1, steps // 20)
+def schedule(step: int, steps: int) -> float:
+    """The learning-rate factor at ``step`` (1-based) of ``steps``: linear warm-up over the
+    first 5%, then a cosine decay to 0.1."""
+    warm = max(1, steps // 20)
+    return step / warm if step <= warm else 0.1 + 0.9 * 0.5 * (
+        1 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
+
+
+def adamw(weight_decay: float) -> Callable[..., tuple[Tree, Tree, Tree]]:
+    """The jitted AdamW step ``update(params, m, v, grads, step, rate) -> (params, m, v)``
+    (betas 0.9 / 0.95, the gradient norm clipped at 1, decay on matrices only)."""
+    b1, b2, eps = 0.9, 0.95, 1e-8
 
     @jax.jit
     def update(params: Tree, m: Tree, v: Tree, g: Tree, step: jax.Array, rate: jax.Array
@@ -142,10 +160,25 @@ def train(steps: int = 1600, batch: int = 16, seq: int = 128, seed: int = 0,
             new_p[k] = params[k] - rate * (mh / (jnp.sqrt(vh) + eps) + decay * params[k])
         return new_p, new_m, new_v
 
+    return update
+
+
+def train(steps: int = 1600, batch: int = 16, seq: int = 128, seed: int = 0,
+          lr: float = 3e-3, weight_decay: float = 0.01, log: Callable[[str], None] = print,
+          cfg: QwenConfig = CONFIG) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Train from scratch; return (params, info with held-out losses)."""
+    train_data, held, digest, n_files = corpus()
+    rng = np.random.default_rng(seed)
+    params = init_all(cfg, seed)
+    loss = make_loss(cfg, seq)
+    grad = jax.jit(jax.value_and_grad(loss, has_aux=True))
+    m = {k: jnp.zeros_like(v) for k, v in params.items()}
+    v = {k: jnp.zeros_like(x) for k, x in params.items()}
+    update = adamw(weight_decay)
+
     t0 = time.perf_counter()
     for step in range(1, steps + 1):
-        frac = step / warm if step <= warm else 0.1 + 0.9 * 0.5 * (
-            1 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
+        frac = schedule(step, steps)
         xb = jnp.asarray(windows(train_data, batch, seq + 1, rng))
         (total, parts), g = grad(params, xb)
         params, m, v = update(params, m, v, g, jnp.float32(step), jnp.float32(lr * frac))
@@ -172,10 +205,105 @@ def evaluate(params: dict[str, Any], held: np.ndarray, seq: int = 128, seed: int
             "held_out_mtp_post": round(float(b), 4)}
 
 
+def make_light_loss(cfg: QwenConfig, seq: int) -> Callable[..., Any]:
+    """``loss(light, frozen, batch) -> (CE, CE)``: the light head's mean next-next-token
+    cross-entropy over ``batch`` i32[B, seq + 1], where ``light`` holds the ``mtpl.*``
+    weights and ``frozen`` the main model's (its pre-norm hidden state, the embedding
+    and the lm_head are stop-gradient: only ``light`` gets gradients)."""
+    main_fn = lower(build_main(cfg, seq, kv_cache=False), ["h_pre_norm"])
+    head_fn = lower(build_light_mtp(cfg, seq - 1), ["logits"])
+    pos = jnp.arange(seq, dtype=jnp.int32)
+
+    def one(light: Tree, frozen: Tree, s: jax.Array) -> jax.Array:
+        x, y = s[:-1], s[1:]
+        out, _ = main_fn(frozen, {}, {"tokens": x, "pos": pos})
+        hidden = jax.lax.stop_gradient(out["h_pre_norm"][:-1])
+        shared = {k: jax.lax.stop_gradient(frozen[k]) for k in ("embed", "lm_head")}
+        head, _ = head_fn({**light, **shared}, {}, {"hidden": hidden, "tokens": x[1:]})
+        return _ce(head["logits"], y[1:])
+
+    def loss(light: Tree, frozen: Tree, batch: jax.Array) -> tuple[jax.Array, jax.Array]:
+        ce = jax.vmap(lambda s: one(light, frozen, s))(batch).mean()
+        return ce, ce
+
+    return loss
+
+
+def evaluate_light(params: dict[str, Any], held: np.ndarray, seq: int = 128, seed: int = 0,
+                   n: int = 64, cfg: QwenConfig = CONFIG) -> float:
+    """Mean held-out cross-entropy of the light head (``params`` holds the main model's
+    weights and ``mtpl.*``) on the same ``n`` windows :func:`evaluate` uses."""
+    loss = jax.jit(make_light_loss(cfg, seq))
+    xb = jnp.asarray(windows(held, n, seq + 1, np.random.default_rng(seed + 12345)))
+    light = {k: jnp.asarray(x) for k, x in params.items() if k.startswith("mtpl.")}
+    frozen = {k: jnp.asarray(x) for k, x in params.items() if not k.startswith("mtp")}
+    ce, _ = loss(light, frozen, xb)
+    return round(float(ce), 4)
+
+
+def train_light(params: dict[str, np.ndarray], cfg: QwenConfig, steps: int = LIGHT_STEPS,
+                batch: int = 16, seq: int = 128, seed: int = 0, lr: float = 3e-3,
+                weight_decay: float = 0.01, log: Callable[[str], None] = print
+                ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Train a fresh light head (seeded) on the frozen main model in ``params``; return
+    (the ``mtpl.*`` weights only, info: steps, seconds, held-out loss before and after).
+    ``params`` is not modified."""
+    train_data, held, digest, _ = corpus()
+    rng = np.random.default_rng(seed)
+    init = init_params(cfg, seed=seed + 2, light=True)
+    light = {k: jnp.asarray(v) for k, v in init.items() if k.startswith("mtpl.")}
+    frozen = {k: jnp.asarray(v) for k, v in params.items() if not k.startswith("mtp")}
+    before = evaluate_light({**params, **init}, held, seq, seed, cfg=cfg)
+    grad = jax.jit(jax.value_and_grad(make_light_loss(cfg, seq), has_aux=True))
+    m = {k: jnp.zeros_like(v) for k, v in light.items()}
+    v = {k: jnp.zeros_like(x) for k, x in light.items()}
+    update = adamw(weight_decay)
+    t0 = time.perf_counter()
+    for step in range(1, steps + 1):
+        xb = jnp.asarray(windows(train_data, batch, seq + 1, rng))
+        (ce, _), g = grad(light, frozen, xb)
+        light, m, v = update(light, m, v, g, jnp.float32(step),
+                             jnp.float32(lr * schedule(step, steps)))
+        if step % max(1, steps // 10) == 0 or step == 1:
+            log(f"step {step:5d}/{steps}  light head {float(ce):.3f}"
+                f"  ({time.perf_counter() - t0:.0f} s)")
+    seconds = round(time.perf_counter() - t0, 1)
+    out = {k: np.asarray(x) for k, x in light.items()}
+    after = evaluate_light({**params, **out}, held, seq, seed, cfg=cfg)
+    info = {"steps": steps, "batch": batch, "seq": seq, "seed": seed, "lr": lr,
+            "train_seconds": seconds, "corpus_sha256": digest,
+            "held_out_mtp_light_init": before, "held_out_mtp_light": after}
+    log(f"light head held-out loss (nats/byte): {before} at init -> {after}")
+    return out, info
+
+
+def add_light_head(path: str, steps: int = LIGHT_STEPS, batch: int = 16, seq: int = 128,
+                   seed: int = 0, lr: float = 3e-3, log: Callable[[str], None] = print
+                   ) -> dict[str, Any]:
+    """Train a light head on the checkpoint at ``path`` (:func:`train_light`) and write
+    the checkpoint back atomically with the ``mtpl.*`` arrays added (replaced, if it had
+    them), every other array and config unchanged, and the run recorded as
+    ``__info__["light_head"]`` (the other info keys kept). Returns that record."""
+    params, cfg = load_weights(path)
+    if cfg is None:
+        raise SystemExit(f"{path}: no config stored with the weights")
+    info = load_info(path)
+    light, record = train_light(params, cfg, steps, batch, seq, seed, lr, log=log)
+    kept = {k: v for k, v in params.items() if not k.startswith("mtpl.")}
+    save_weights(path, {**kept, **light}, cfg, {**info, "light_head": record})
+    written, _ = load_weights(path)
+    changed = [k for k, v in kept.items()
+               if written[k].dtype != v.dtype or not np.array_equal(written[k], v)]
+    if changed:
+        raise SystemExit(f"{path}: arrays changed on writing: {changed}")
+    return record
+
+
 def main() -> None:
     """Train and write the checkpoint."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--steps", type=int, default=1600)
+    ap.add_argument("--steps", type=int, default=None,
+                    help=f"default 1600 (with --light-head-on, {LIGHT_STEPS})")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
@@ -184,8 +312,16 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=CONFIG.n_layers,
                     help=f"main-model layers (default {CONFIG.n_layers}; the MTP head has one)")
     ap.add_argument("--quick", action="store_true", help="50 steps, to try the script out")
+    ap.add_argument("--light-head-on", metavar="CHECKPOINT",
+                    help="train only a light MTP head (mtpl.*) on CHECKPOINT's frozen main "
+                         "model and add it to CHECKPOINT (every other array unchanged)")
     args = ap.parse_args()
-    steps = 50 if args.quick else args.steps
+    if args.light_head_on:
+        steps = 50 if args.quick else args.steps or LIGHT_STEPS
+        add_light_head(args.light_head_on, steps, args.batch, args.seq, args.seed, args.lr)
+        print(f"added the light head to {args.light_head_on}")
+        return
+    steps = 50 if args.quick else args.steps or 1600
     cfg = dataclasses.replace(CONFIG, n_layers=args.layers)
     params, info = train(steps, args.batch, args.seq, args.seed, args.lr, cfg=cfg)
     save_weights(args.out, params, cfg, info)

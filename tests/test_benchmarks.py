@@ -146,7 +146,8 @@ def _check_speculative(out: str) -> None:
     rows = re.findall(rf"^(\S.*?)\s+(\d)\s+{N}\s+{N}\s+{N}x\s+{N}\s+{N}%\s+{N}\s+{N}\s+{N}x"
                       rf"\s+{N}\s+{N}x$", out, re.MULTILINE)
     models = list(dict.fromkeys(r[0] for r in rows))
-    assert models[0] == "demo checkpoint" and len(models) == 3, models
+    assert models[:2] == ["demo checkpoint", "demo checkpoint, light head"], models
+    assert len(models) == 4, models
     assert len(rows) == 2 * len(models), "k = 1, 2 for every model in --quick"
     for model, k, *nums in rows:
         (greedy, spec, speedup, per_call, accept, measured, predicted, pred_speedup,
@@ -232,6 +233,8 @@ def test_speculative_benchmark_json() -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads(proc.stdout)
     assert rows[0]["model"] == "demo checkpoint" and [r["k"] for r in rows[:2]] == [1, 2]
+    assert [(r["model"], r["k"]) for r in rows[2:4]] == [
+        ("demo checkpoint, light head", 1), ("demo checkpoint, light head", 2)]
     for r in rows:
         assert {"k", "greedy_tokens_per_s", "speculative_tokens_per_s", "tokens_per_call",
                 "acceptance"} <= set(r)
