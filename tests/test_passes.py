@@ -329,4 +329,3 @@ def test_opt_cli_exit_codes_and_atomic_output(toy_file: Path, tmp_path: Path,
     assert "Traceback" not in err and "unknown pass 'frob'" in err
     assert main(["opt", str(toy_file), "-p", "dce", "--json", "-o", str(out)]) == 0
     assert gc.to_text(gc.from_json(out.read_text())) == toy_file.read_text()
-
