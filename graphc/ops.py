@@ -271,6 +271,14 @@ def contiguous_strides(shape: Shape) -> tuple[int, ...]:
     return tuple(strides)
 
 
+def is_dense(shape: Shape, strides: Sequence[int]) -> bool:
+    """Whether element strides lay ``shape`` out in row-major order with no gaps: equal to
+    the contiguous strides on every dimension longer than 1 (a dimension of size 0 or 1
+    never steps, so its stride does not matter)."""
+    return all(s == c for d, s, c in zip(shape, strides, contiguous_strides(shape), strict=True)
+               if d > 1)
+
+
 def check_shape(shape: Sequence[int], what: str = "shape") -> Shape:
     """Validate a shape: non-negative ints, at most MAX_ELEMENTS elements."""
     out: list[int] = []
@@ -714,7 +722,7 @@ def _infer_reshape(
 def _view_reshape(
     shape: Shape, strides: tuple[int, ...], attrs: dict[str, Any]
 ) -> tuple[int, tuple[int, ...]] | None:
-    if strides != contiguous_strides(shape):
+    if not is_dense(shape, strides):
         return None
     return 0, contiguous_strides(tuple(attrs["shape"]))
 
@@ -784,7 +792,7 @@ def _infer_as_strided(
 def _view_as_strided(
     shape: Shape, strides: tuple[int, ...], attrs: dict[str, Any]
 ) -> tuple[int, tuple[int, ...]] | None:
-    if strides != contiguous_strides(shape):
+    if not is_dense(shape, strides):
         return None  # defined on the source's row-major order: a strided source is copied
     return attrs["offset"], tuple(attrs["strides"])
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from graphc.backends.reference import RULES
 from graphc.examples.qwen import QwenConfig, build_main, init_params
 from graphc.passes.aliasing import CONSERVATIVE_KINDS, KINDS, check_aliasing
 from graphc.passes.memory import MemoryPlan, plan_memory
@@ -594,11 +595,28 @@ def test_plan_cli_places_bare_intervals(tmp_path: Path, capsys: pytest.CaptureFi
 def _brute_peak(g: gc.Graph, order: list[gc.Tensor]) -> int:
     """Live arena bytes at every step, counted from the graph alone (no planner code):
     an op's result (or a fed input) owns bytes from its step to its last use, views own
-    none and extend their source, outputs and assigned values live to the end."""
+    none and extend their source, outputs and assigned values live to the end. A reshape
+    or an as_strided window of a source whose elements are not one contiguous run of its
+    owner's (found by applying the reference rules to element indices) is a copy."""
     pos = {t: -1 if t.is_leaf else k for k, t in enumerate(order)}
+    index: dict[gc.Tensor, np.ndarray] = {}  # element indices into the owner, per view
+    copies: set[gc.Tensor] = set()
+    for t in order:
+        if t.op in gc.OP_TABLE and gc.OP_TABLE[t.op].is_view:
+            src = index[t.inputs[0]]
+            flat = src.ravel()
+            if t.op in ("reshape", "as_strided") and flat.size and not np.array_equal(
+                    flat, flat[0] + np.arange(flat.size)):
+                copies.add(t)
+                index[t] = np.arange(t.size).reshape(t.shape)
+            else:
+                index[t] = np.asarray(RULES[t.op]([src], t.attrs, t))
+        else:
+            index[t] = np.arange(t.size).reshape(t.shape)
 
     def owner(t: gc.Tensor) -> gc.Tensor:
-        while gc.OP_TABLE[t.op].is_view if t.op in gc.OP_TABLE else False:
+        while t not in copies and (gc.OP_TABLE[t.op].is_view if t.op in gc.OP_TABLE
+                                   else False):
             t = t.inputs[0]
         return t
 
