@@ -639,3 +639,19 @@ def test_peak_matches_a_brute_force_count(g: gc.Graph) -> None:
     note(gc.to_text(g))
     order = schedule(g, "memory")
     assert peak(g, order, inplace=False).nbytes == _brute_peak(g, order)
+
+
+def test_reshape_through_a_size_one_transpose_is_a_view() -> None:
+    """Found by the brute-force peak oracle: a transpose that only moves a dimension of
+    size 1 keeps the elements in row-major order, so a reshape of it is a view (the
+    planner copied it). The sanitizer runs the plan and reads the reshape's window."""
+    g = gc.Graph("t")
+    x = g.input("x", (1, 1, 3))
+    r = g.reshape(g.transpose(x, (0, 2, 1)), (3,))
+    g.set_output(r, "y")
+    plan = plan_memory(g, strategy="greedy-by-size", inplace=False)
+    assert plan.placements[r].view_of is not None
+    assert check_aliasing(g, plan) == []
+    feed = {"x": np.arange(3, dtype=np.float32).reshape(1, 1, 3)}
+    out = gc.compile(g, backend="arena", plan=plan, sanitize=True).run(feed)
+    np.testing.assert_array_equal(out["y"], [0, 1, 2])
