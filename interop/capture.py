@@ -27,7 +27,6 @@ import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
 
 from graphc.interop.ggml_abi import (
     FLAG_NAMES,
@@ -40,11 +39,10 @@ from graphc.interop.ggml_abi import (
     lib,
     tensor_at,
 )
+from graphc.passes.memory import Region
 from pydantic import BaseModel, ValidationError, model_validator
 
 from graphc.errors import GraphError
-
-Region = Literal["arena", "state", "param"]
 
 
 class TensorRecord(BaseModel):
@@ -295,7 +293,8 @@ class Recorder:
     """A scheduler eval callback that captures the graph it watches run and checks every
     read against the bytes last written (see the module doc).
 
-    Use :attr:`callback` as llama.cpp's ``cb_eval``; call :meth:`reset` before a decode and
+    Use :attr:`callback` (or :meth:`on_eval` wrapped in the binding's callback type) as
+    the scheduler's eval callback; call :meth:`reset` before a decode and
     :meth:`finish` after it. Asks ggml to stop after each node (so each is observed), which
     is slow but exact; meant for small models.
     """
@@ -303,7 +302,7 @@ class Recorder:
     def __init__(self, check: bool = True) -> None:
         self.ggml = lib()
         self.check = check
-        self.callback = EvalCallback(self._on_eval)
+        self.callback = EvalCallback(self.on_eval)
         self.reset()
 
     def reset(self) -> None:
@@ -382,7 +381,9 @@ class Recorder:
             self.snapshot[root] = got  # report each clobber once
 
     # -------------------------------------------------------------- the callback
-    def _on_eval(self, address: int | None, ask: bool, _user: int | None) -> bool:
+    def on_eval(self, address: int | None, ask: bool, _user: int | None) -> bool:
+        """The eval callback itself (wrap it in the caller's callback type when a C struct
+        field needs its own ctypes type, as llama.cpp's ``cb_eval`` does)."""
         try:
             if address is None:
                 return True

@@ -112,8 +112,6 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "ggml_op_name": (ctypes.c_char_p, [ctypes.c_int]),
     "ggml_op_desc": (ctypes.c_char_p, [ctypes.c_void_p]),
     "ggml_type_name": (ctypes.c_char_p, [ctypes.c_int]),
-    "ggml_type_size": (ctypes.c_size_t, [ctypes.c_int]),
-    "ggml_blck_size": (ctypes.c_int64, [ctypes.c_int]),
     "ggml_nbytes": (ctypes.c_size_t, [ctypes.c_void_p]),
     "ggml_tensor_overhead": (ctypes.c_size_t, []),
     "ggml_op_can_inplace": (ctypes.c_bool, [ctypes.c_int]),

@@ -42,10 +42,10 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from graphc.interop.capture import BufferRecord, Capture, Region, TensorRecord, element_shape
+from graphc.interop.capture import BufferRecord, Capture, TensorRecord, element_shape
 from graphc.interop.ggml_abi import FLAG_OUTPUT
 from graphc.passes.aliasing import Violation, check_aliasing
-from graphc.passes.memory import MemoryPlan, Placement, fingerprint
+from graphc.passes.memory import MemoryPlan, Placement, Region, fingerprint
 
 from graphc.errors import GraphError
 from graphc.graph import Graph

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +157,51 @@ def gguf_tensors(params: Mapping[str, np.ndarray], cfg: QwenConfig, *, arch: str
     return out
 
 
+def add_byte_tokenizer(gguf: Any, writer: Any) -> None:
+    """Tokenizer metadata for the 256-byte vocabulary (``"llama"`` with ``<0x00>`` ..
+    ``<0xFF>`` of type BYTE, the special ids of :data:`SPECIAL_IDS`, nothing added to a
+    prompt) on a ``gguf.GGUFWriter``."""
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list([f"<0x{i:02X}>".encode() for i in range(BYTE_VOCAB)])
+    writer.add_token_scores([0.0] * BYTE_VOCAB)
+    writer.add_token_types([int(gguf.TokenType.BYTE)] * BYTE_VOCAB)
+    writer.add_unk_token_id(SPECIAL_IDS["unk"])
+    writer.add_bos_token_id(SPECIAL_IDS["bos"])
+    writer.add_eos_token_id(SPECIAL_IDS["eos"])
+    writer.add_add_bos_token(False)
+    writer.add_add_eos_token(False)
+    writer.add_add_space_prefix(False)
+
+
+def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
+    """Run ``write(tmp)`` on a temporary file in ``path``'s folder and move it to ``path``
+    only when it succeeded: a failure leaves an earlier file at ``path`` as it was and no
+    temporary file behind. GraphError for a missing folder or an OSError while writing."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise gc.GraphError(f"cannot write {target}: folder {folder} does not exist",
+                            fix="create the folder first")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as e:
+        raise gc.GraphError(f"cannot write {target}: {e}",
+                            fix="choose a folder you can write to") from None
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, target)
+    except BaseException as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        if isinstance(e, OSError):
+            raise gc.GraphError(f"cannot write {target}: {e}",
+                                fix="check the disk space and the folder's permissions"
+                                ) from None
+        raise
+    return target
+
+
 def _write(gguf: Any, path: str, tensors: Mapping[str, np.ndarray], cfg: QwenConfig,
            arch: str, name: str) -> None:
     """Write the GGUF file at ``path`` (no atomicity here)."""
@@ -177,16 +222,7 @@ def _write(gguf: Any, path: str, tensors: Mapping[str, np.ndarray], cfg: QwenCon
         writer.add_file_type(gguf.LlamaFileType.ALL_F32)
         writer.add_vocab_size(cfg.vocab)
         if cfg.vocab == BYTE_VOCAB:
-            writer.add_tokenizer_model("llama")
-            writer.add_token_list([f"<0x{i:02X}>".encode() for i in range(BYTE_VOCAB)])
-            writer.add_token_scores([0.0] * BYTE_VOCAB)
-            writer.add_token_types([int(gguf.TokenType.BYTE)] * BYTE_VOCAB)
-            writer.add_unk_token_id(SPECIAL_IDS["unk"])
-            writer.add_bos_token_id(SPECIAL_IDS["bos"])
-            writer.add_eos_token_id(SPECIAL_IDS["eos"])
-            writer.add_add_bos_token(False)
-            writer.add_add_eos_token(False)
-            writer.add_add_space_prefix(False)
+            add_byte_tokenizer(gguf, writer)
         else:
             writer.add_tokenizer_model("none")
         for tname, arr in tensors.items():
@@ -216,26 +252,4 @@ def export_gguf(params: Mapping[str, np.ndarray], cfg: QwenConfig, path: str | o
     """
     tensors = gguf_tensors(params, cfg, arch=arch)
     gguf = _import_gguf()
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise gc.GraphError(f"cannot write {target}: folder {folder} does not exist",
-                            fix="create the folder first")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
-    except OSError as e:
-        raise gc.GraphError(f"cannot write {target}: {e}",
-                            fix="choose a folder you can write to") from None
-    os.close(fd)
-    try:
-        _write(gguf, tmp, tensors, cfg, arch, name)
-        os.replace(tmp, target)
-    except BaseException as e:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        if isinstance(e, OSError):
-            raise gc.GraphError(f"cannot write {target}: {e}",
-                                fix="check the disk space and the folder's permissions"
-                                ) from None
-        raise
-    return target
+    return write_atomically(path, lambda tmp: _write(gguf, str(tmp), tensors, cfg, arch, name))

@@ -103,7 +103,7 @@ def capture_llama(model_path: str | Path, tokens: Sequence[int], *, mtp: bool = 
         raise GraphError(f"{path}: no such model file")
     run = LlamaRun(path, ids)
     rec = Recorder(check=check)
-    callback = L.ggml_backend_sched_eval_callback(rec._on_eval)
+    callback = L.ggml_backend_sched_eval_callback(rec.on_eval)
     with quiet_log(L) as log:
         L.llama_backend_init()
         mp = L.llama_model_default_params()

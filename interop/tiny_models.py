@@ -13,20 +13,17 @@ atomically.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from graphc.interop.ggml_abi import INSTALL
+from graphc.interop.gguf_export import add_byte_tokenizer, write_atomically
 
 from graphc.errors import GraphError
 
 VOCAB = 256
-BYTE_TOKEN_TYPE = 6  # llama_token_type BYTE
 
 
 @dataclass(frozen=True)
@@ -55,36 +52,10 @@ def _writer(path: Path, arch: str) -> tuple[Any, Any]:
     return gguf, gguf.GGUFWriter(str(path), arch)
 
 
-def _tokenizer(w: Any) -> None:
-    tokens = [f"<0x{i:02X}>" for i in range(VOCAB)]
-    w.add_tokenizer_model("llama")
-    w.add_token_list(tokens)
-    w.add_token_scores([0.0] * VOCAB)
-    w.add_token_types([BYTE_TOKEN_TYPE] * VOCAB)
-    w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
-    w.add_unk_token_id(0)
-
-
-def _atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Run ``write(tmp_path)`` and move the result over ``path`` only when it succeeded."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".gguf")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
-
-
 def _finish(gguf: Any, g: Any, tensors: dict[str, np.ndarray]) -> None:
     """File type, tokenizer and tensors, then write and close the file."""
     g.add_file_type(gguf.LlamaFileType.ALL_F32)
-    _tokenizer(g)
+    add_byte_tokenizer(gguf, g)
     for name, arr in tensors.items():
         g.add_tensor(name, arr)
     g.write_header_to_file()
@@ -155,7 +126,7 @@ def write_qwen3(path: str | Path, sizes: TinySizes = TinySizes(), seed: int = 0)
         g.add_rope_freq_base(s.rope_theta)
         _finish(gguf, g, w.out)
 
-    return _atomic(path, write)
+    return write_atomically(path, write)
 
 
 @dataclass(frozen=True)
@@ -238,4 +209,4 @@ def write_qwen35_mtp(path: str | Path, sizes: TinySizes = TinySizes(), ssm: Tiny
         g.add_uint32(f"{arch}.nextn_predict_layers", 1)
         _finish(gguf, g, w.out)
 
-    return _atomic(path, write)
+    return write_atomically(path, write)

@@ -131,11 +131,15 @@ def test_speculative_equals_greedy_on_the_trained_checkpoint(backend: str) -> No
     assert stats.calls == 1 + len(stats.accepted_per_round) < 12
 
 
-@pytest.mark.parametrize("backend", ["reference", "jax"])
-def test_speculative_accepts_good_drafts(backend: str) -> None:
+@pytest.mark.parametrize(("head", "backend"), [
+    ("block", "reference"), ("block", "jax"),
+    ("light", "reference"), ("light", "arena"), ("light", "jax")])
+def test_speculative_accepts_good_drafts(head: str, backend: str) -> None:
+    """Rigged weights (every draft right), either MTP head: k drafts accepted per round,
+    exactly one call per round."""
     cfg = QwenConfig(vocab=16, d_model=32, n_layers=1, n_heads=4, n_kv_heads=2, d_ffn=32,
                      max_ctx=64)
-    runner = Runner(cfg, rigged_params(cfg), backend=backend)
+    runner = Runner(cfg, rigged_params(cfg), backend=backend, head=head)
     prompt = [3, 4, 5]
     plain, gstats = greedy_generate(runner, prompt, 20)
     assert plain == [(6 + i) % 16 for i in range(20)] and gstats.calls == 20
