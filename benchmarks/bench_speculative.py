@@ -4,7 +4,10 @@ Run: python benchmarks/bench_speculative.py [--quick] [--json]
 
 For each model and draft length k, on the JAX backend: greedy decoding (one call per
 token) and speculative decoding with the MTP head (one call for the prompt, one per
-round) generate the same tokens (checked), timed alternately, medians of the runs. Both
+round) generate the same tokens (checked), timed alternately, medians of the runs:
+tokens/s of the whole generation (the prompt call included) and, under ``decode``, the
+speed-up of decoding alone (tokens after the first, per second after the prompt call;
+medians over the same runs). Both
 loops feed each call's results straight into the next call and read the tokens at the
 end (the strongest greedy baseline: no call waits for the host); ``--stream`` reads each
 call's tokens before the next call instead, as streaming output or a stop token needs.
@@ -17,23 +20,31 @@ Models:
   (``mtpl.*``: no attention, no KV cache, one SwiGLU FFN; ``python examples/train_tiny.py
   --light-head-on examples/tiny_mtp.npz``), applied once to the last accepted pair and
   k-1 more times to chain drafts;
+- ``demo checkpoint, MLP head``: the same model drafting with its MLP head (``mtpm.*``:
+  one hidden layer on the post-norm hidden state, distilled from the main model;
+  ``python examples/train_tiny.py --mlp-head-on examples/tiny_mtp.npz``): two matmuls,
+  a gather and an argmax per draft;
 - ``trained, 6 layers``: the same training recipe with a 6-layer main model
   (``examples/tiny_mtp_6l.npz``; not in ``--quick``): real acceptance where the head is
-  a sixth of the main model's layers;
+  a sixth of the main model's layers, with its block head and (when the checkpoint has
+  one) its MLP head;
 - ``larger, random``: 8 layers, d_model 512 (``--quick``: 4 layers, 256), seeded random
   weights: the main model dominates, but untrained drafts are rarely accepted;
 - ``larger, rigged``: the same sizes with weights under which every draft is right
   (:func:`graphc.examples.speculative.rigged_params`): the ceiling at those sizes.
 
-Two predictions stand beside each measurement. The FLOP and call-count model: a call
-costs a fixed ``t_call`` (measured: a compiled call that does no arithmetic) plus its
-FLOPs (:func:`graphc.passes.cost`) at the rate a greedy decode step achieves. The op-count
-model: ``t_call`` plus the call's ops (nodes that are not leaves or views) at the time per
-op a greedy step takes -- on a CPU, calls this small cost per op, not per FLOP. A
-predicted speed-up is (tokens per round) x (greedy step time) / (predicted round time).
-The measured round / step time ratio is printed too. ``--json`` prints the rows as a JSON
+Two predictions of the decoding speed-up stand beside each measurement. The FLOP and
+call-count model: a call costs a fixed ``t_call`` (measured: a compiled call that does no
+arithmetic) plus its FLOPs (:func:`graphc.passes.cost`) at the rate a greedy decode step
+achieves. The op-count model: ``t_call`` plus the call's ops (nodes that are not leaves or
+views) at the time per op a greedy step takes -- on a CPU, calls this small cost per op,
+not per FLOP. A predicted speed-up is (tokens per round) x (greedy step time) /
+(predicted round time). The step and round times are the decoding loops' own (a step:
+1 / greedy's decoding tokens/s; a round: tokens per round / speculative's), and their
+measured ratio is printed too. ``--json`` prints the rows as a JSON
 list instead (keys ``model``, ``k``, ``greedy_tokens_per_s``,
-``speculative_tokens_per_s``, ``speedup``, ``tokens_per_call``, ``acceptance``,
+``speculative_tokens_per_s``, ``speedup``, ``greedy_decode_tokens_per_s``,
+``speculative_decode_tokens_per_s``, ``decode_speedup``, ``tokens_per_call``, ``acceptance``,
 ``predicted_speedup``, ``round_over_step_measured``, ``round_over_step_predicted``,
 ``predicted_speedup_ops``, ``round_over_step_predicted_ops``).
 """
@@ -48,7 +59,7 @@ from typing import Any
 import jax
 import numpy as np
 from graphc.examples.demo import PROMPT
-from graphc.examples.qwen import QwenConfig, init_params, load_weights
+from graphc.examples.qwen import QwenConfig, init_params, load_weights, mlp_param_shapes
 from graphc.examples.speculative import (
     Runner,
     greedy_generate,
@@ -95,8 +106,6 @@ def measure(model: str, cfg: QwenConfig, params: dict[str, np.ndarray], prompt: 
     runner.prepare(len(prompt), None)
     plain, _ = greedy_generate(runner, prompt, n_new)
     _, step = runner.greedy(len(prompt))
-    step_feed = {"tokens": np.array([prompt[-1]], np.int32),
-                 "pos": np.array([len(prompt)], np.int32)}
     rows = []
     for k in ks:
         runner.prepare(len(prompt), k, greedy=False)
@@ -104,25 +113,37 @@ def measure(model: str, cfg: QwenConfig, params: dict[str, np.ndarray], prompt: 
         if spec != plain:
             raise SystemExit(f"{model}, k={k}: speculative output differs from greedy")
         _, rnd = runner.speculative(len(prompt), k)
-        round_feed = {"tokens": np.asarray([prompt[-1]] * (k + 1), np.int32),
-                      "start": np.array([len(prompt)], np.int32)}
-        t_greedy, t_spec, t_step, t_round = interleaved_medians(
-            [lambda: greedy_generate(runner, prompt, n_new, stream=stream),
-             lambda k=k: speculative_generate(runner, prompt, n_new, k, stream=stream),
-             lambda: np.asarray(step.run(step_feed)["choice"]),
-             lambda rnd=rnd, f=round_feed: np.asarray(rnd.run(f)["accepted"])], repeats)
+        g_decode: list[float] = []
+        s_decode: list[float] = []
+
+        def timed_greedy(out: list[float] = g_decode) -> None:
+            out.append(greedy_generate(runner, prompt, n_new, stream=stream)[1]
+                       .decode_tokens_per_second)
+
+        def timed_spec(k: int = k, out: list[float] = s_decode) -> None:
+            out.append(speculative_generate(runner, prompt, n_new, k, stream=stream)[1]
+                       .decode_tokens_per_second)
+
+        t_greedy, t_spec = interleaved_medians([timed_greedy, timed_spec], repeats)
+        # decoding alone (the prompt call left out): medians over the same runs
+        g_dec, s_dec = float(np.median(g_decode)), float(np.median(s_decode))
+        per_round = (stats.tokens - 1) / max(stats.calls - 1, 1)
+        # a step's and a round's time as the decoding loops see them
+        t_step, t_round = 1.0 / g_dec, per_round / s_dec
         f_step, f_round = cost(step.graph).flops, cost(rnd.graph).flops
         rate = f_step / max(t_step - t_call, 1e-9)  # FLOPs per second of a greedy step
         predicted_round = t_call + f_round / rate
         o_step, o_round = ops(step.graph), ops(rnd.graph)
         per_op = (t_step - t_call) / o_step  # seconds per op of a greedy step
         predicted_round_ops = t_call + o_round * per_op
-        per_round = (stats.tokens - 1) / max(stats.calls - 1, 1)
         rows.append({
             "model": model, "k": k,
             "greedy_tokens_per_s": n_new / t_greedy,
             "speculative_tokens_per_s": n_new / t_spec,
             "speedup": t_greedy / t_spec,
+            "greedy_decode_tokens_per_s": g_dec,
+            "speculative_decode_tokens_per_s": s_dec,
+            "decode_speedup": s_dec / g_dec,
             "tokens_per_call": stats.tokens_per_call,
             "acceptance": stats.acceptance_rate,
             "round_over_step_measured": t_round / t_step,
@@ -143,12 +164,16 @@ def models(quick: bool) -> list[Model]:
     params, cfg = load_weights(str(CHECKPOINT))
     assert cfg is not None
     out: list[Model] = [("demo checkpoint", cfg, params, list(PROMPT), "block"),
-                        ("demo checkpoint, light head", cfg, params, list(PROMPT), "light")]
+                        ("demo checkpoint, light head", cfg, params, list(PROMPT), "light"),
+                        ("demo checkpoint, MLP head", cfg, params, list(PROMPT), "mlp")]
     if not quick and DEEPER.exists():
         deep, deep_cfg = load_weights(str(DEEPER))
         assert deep_cfg is not None
         out.append((f"trained, {deep_cfg.n_layers} layers", deep_cfg, deep, list(PROMPT),
                     "block"))
+        if set(mlp_param_shapes(deep_cfg)) <= set(deep):
+            out.append((f"trained, {deep_cfg.n_layers} layers, MLP head", deep_cfg, deep,
+                        list(PROMPT), "mlp"))
     d, layers = (256, 4) if quick else (512, 8)
     big = QwenConfig(vocab=256, d_model=d, n_layers=layers, n_heads=8, n_kv_heads=2,
                      d_ffn=2 * d, max_ctx=128)
@@ -185,19 +210,22 @@ def main() -> None:
           f"medians of {repeats} alternating runs; t_call {1e6 * t_call:.1f} us; loops "
           f"{loops}")
     head = (f"{'model':<34} {'k':>2} {'greedy tok/s':>12} {'spec tok/s':>10} {'speed-up':>8} "
+            f"{'decode':>8} "
             f"{'tok/call':>8} {'accept':>7} {'round/step':>10} {'predicted':>9} "
             f"{'pred. speed-up':>14} {'ops: round/step':>15} {'speed-up':>8}")
     print(head)
     for r in rows:
         print(f"{r['model']:<34} {r['k']:>2} {r['greedy_tokens_per_s']:12.0f} "
               f"{r['speculative_tokens_per_s']:10.0f} {r['speedup']:7.2f}x "
+              f"{r['decode_speedup']:7.2f}x "
               f"{r['tokens_per_call']:8.2f} {100 * r['acceptance']:6.1f}% "
               f"{r['round_over_step_measured']:10.2f} {r['round_over_step_predicted']:9.2f} "
               f"{r['predicted_speedup']:13.2f}x {r['round_over_step_predicted_ops']:15.2f} "
               f"{r['predicted_speedup_ops']:7.2f}x")
     for model in dict.fromkeys(r["model"] for r in rows):
         best = max((r for r in rows if r["model"] == model), key=lambda r: r["speedup"])
-        print(f"best k for {model}: {best['k']} ({best['speedup']:.2f}x greedy's tokens/s)")
+        print(f"best k for {model}: {best['k']} ({best['speedup']:.2f}x greedy's tokens/s; "
+              f"decoding alone {best['decode_speedup']:.2f}x)")
 
 
 if __name__ == "__main__":

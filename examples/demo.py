@@ -7,9 +7,11 @@
 4. a labelled demonstration: leave out ``set_output`` on the pre-norm hidden state the
    MTP head reads, and watch the checker catch it and the arena executor produce the
    post-norm values a ggml-style runtime would have handed over;
-5. runs speculative decoding with the MTP head, one compiled graph per round (its memory
-   plan proven safe, arena, bound and gap printed), checks the output against plain
-   greedy decoding, and prints calls per token and tokens/s of both, measured in turn.
+5. runs speculative decoding with an MTP head (``--head``; by default the distilled MLP
+   head when the weights have one), one compiled graph per round (its memory plan proven
+   safe, arena, bound and gap printed), checks the output against plain greedy decoding,
+   and prints calls per token and tokens/s of both, measured in turn, for the whole
+   generation and for decoding alone.
 """
 
 from __future__ import annotations
@@ -21,8 +23,25 @@ from typing import Any
 
 import numpy as np
 from graphc.backends.arena import ArenaExecutable
-from graphc.examples.qwen import QwenConfig, build_main, check_params, init_params, load_weights
-from graphc.examples.speculative import SOURCES, Runner, greedy_generate, speculative_generate
+from graphc.examples.qwen import (
+    QwenConfig,
+    build_main,
+    check_params,
+    init_params,
+    light_param_shapes,
+    load_weights,
+    mlp_param_shapes,
+    mtp_param_shapes,
+)
+from graphc.examples.speculative import (
+    HEAD_SOURCES,
+    HEADS,
+    SOURCES,
+    Runner,
+    greedy_generate,
+    head_source,
+    speculative_generate,
+)
 from graphc.examples.study import (
     CASES,
     head_params,
@@ -65,10 +84,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vocab", type=int, default=256)
     p.add_argument("--prompt-len", type=int, default=48)
     p.add_argument("--new-tokens", type=int, default=40)
-    p.add_argument("--draft", type=int, default=3, help="draft length k")
+    p.add_argument("--draft", type=int, default=4, help="draft length k")
     p.add_argument("--backend", default="jax", choices=["jax", "reference", "arena"])
     p.add_argument("--device", default=None, help="JAX platform: cpu or gpu (default: JAX's)")
-    p.add_argument("--mtp-source", default="pre_norm", choices=sorted(SOURCES))
+    p.add_argument("--head", default=None, choices=list(HEADS),
+                   help="the MTP head speculative decoding drafts with (default: mlp when "
+                        "the weights have one, else block)")
+    p.add_argument("--mtp-source", default=None, choices=sorted(SOURCES),
+                   help="the hidden state the head reads (default: the one it was trained "
+                        "on; the mlp head takes post_norm only, the light head pre_norm)")
     p.add_argument("--repeats", type=int, default=7, help="timed runs per measurement")
     p.add_argument("--seed", type=int, default=0)
 
@@ -89,12 +113,47 @@ def _model(args: argparse.Namespace) -> tuple[QwenConfig, dict[str, np.ndarray],
         params, cfg = load_weights(str(weights))
         if cfg is None:
             raise gc.GraphError(f"{weights} has no stored config")
-        check_params(cfg, params, mtp=True)
+        check_params(cfg, params, mtp=False)  # the main model; the head is checked later
         return cfg, params, str(weights)
     cfg = QwenConfig(vocab=args.vocab, d_model=args.d_model, n_layers=args.layers,
                      n_heads=args.heads, n_kv_heads=args.kv_heads, d_ffn=2 * args.d_model,
                      max_ctx=max(128, args.prompt_len + args.new_tokens + 2 * args.draft))
-    return cfg, init_params(cfg, seed=args.seed, mtp=True), f"random (seed {args.seed})"
+    return (cfg, init_params(cfg, seed=args.seed, mtp=True, light=True, mlp=True),
+            f"random (seed {args.seed})")
+
+
+HEAD_PARAMS = {"block": mtp_param_shapes, "light": light_param_shapes, "mlp": mlp_param_shapes}
+"""Each MTP head kind -> its params' shapes."""
+
+HEAD_TRAINING = {
+    "block": "python examples/train_tiny.py (it trains the main model with the head)",
+    "light": "python examples/train_tiny.py --light-head-on CHECKPOINT",
+    "mlp": "python examples/train_tiny.py --mlp-head-on CHECKPOINT",
+}
+"""How to get each head kind's weights into a checkpoint."""
+
+
+def pick_head(args: argparse.Namespace, cfg: QwenConfig, params: dict[str, np.ndarray]
+              ) -> tuple[str, str]:
+    """(head kind, hidden state it reads) for the demo's options: ``--head``, else the MLP
+    head when the weights have one and ``--mtp-source`` (if given) suits it, else the
+    block head. A GraphError, naming the options to change, when the head's weights are
+    missing or it was not trained on the source asked for."""
+    head = args.head
+    if head is None:
+        suits = args.mtp_source in (None, *HEAD_SOURCES["mlp"])
+        head = "mlp" if suits and set(mlp_param_shapes(cfg)) <= set(params) else "block"
+    try:
+        source = head_source(head, args.mtp_source)
+    except gc.GraphError as e:
+        raise gc.GraphError(e.message, fix=f"pass --mtp-source {HEAD_SOURCES[head][0]} or "
+                            "leave it out, or --head block (trained on either)") from None
+    missing = [n for n in HEAD_PARAMS[head](cfg) if n not in params]
+    if missing:
+        raise gc.GraphError(f"the weights have no {head} MTP head (no {missing[0]!r})",
+                            fix=f"add one with {HEAD_TRAINING[head]}, or pick another --head")
+    check_params(cfg, params, mtp=head == "block", light=head == "light", mlp=head == "mlp")
+    return head, source
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -118,13 +177,15 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.prompt_len + args.new_tokens + max(2 * args.draft - 2, 0) > cfg.max_ctx:
         raise gc.GraphError(f"prompt + new tokens + the drafts' slots exceed the model's "
                             f"context of {cfg.max_ctx}", fix="lower --prompt-len or --new-tokens")
-    h_src = SOURCES[args.mtp_source]
     trained = not source.startswith("random")
     if args.study:
         if not trained:
             raise gc.GraphError("the study needs a trained checkpoint",
                                 fix="drop --random, or pass --weights")
+        check_params(cfg, params, mtp=True)  # the study compares block heads
         return _study(console_for(args), cfg, params, args)
+    head, mtp_source = pick_head(args, cfg, params)
+    h_src = SOURCES[mtp_source]
     rng = np.random.default_rng(args.seed)
     if trained and cfg.vocab == 256:
         text = args.prompt.encode() if args.prompt else PROMPT
@@ -194,9 +255,9 @@ def run_demo(args: argparse.Namespace) -> int:
     ok &= _tap_demo(console, cfg, main_params, feeds)
 
     # -- 4. speculative decoding, one compiled graph per round
-    console.rule(f"4. speculative decoding with the MTP head ({args.mtp_source} hidden state, "
-                 f"k={args.draft}) on {args.backend}: one compiled graph per round")
-    runner = Runner(cfg, params, backend=args.backend, mtp_source=args.mtp_source,
+    console.rule(f"4. speculative decoding with the {head} MTP head ({mtp_source} hidden "
+                 f"state, k={args.draft}) on {args.backend}: one compiled graph per round")
+    runner = Runner(cfg, params, backend=args.backend, mtp_source=mtp_source, head=head,
                     compile_options=options)
     with console.status("compiling greedy decoding and the speculative round..."):
         runner.prepare(len(prompt), args.draft)
@@ -205,27 +266,41 @@ def run_demo(args: argparse.Namespace) -> int:
     spec, sstats = speculative_generate(runner, prompt, args.new_tokens, args.draft)
     with console.status(f"timing {args.new_tokens} tokens, greedy and speculative in turn, "
                         f"{args.repeats} runs each..."):
+        decode: tuple[list[float], list[float]] = ([], [])
+
+        def timed(i: int, run: Callable[[], tuple[list[int], Any]]) -> Callable[[], None]:
+            return lambda: decode[i].append(run()[1].decode_tokens_per_second)
+
         t_greedy, t_spec = interleaved_medians(
-            [lambda: greedy_generate(runner, prompt, args.new_tokens),
-             lambda: speculative_generate(runner, prompt, args.new_tokens, args.draft)],
+            [timed(0, lambda: greedy_generate(runner, prompt, args.new_tokens)),
+             timed(1, lambda: speculative_generate(runner, prompt, args.new_tokens,
+                                                   args.draft))],
             args.repeats)
     table = Table(title=f"{args.new_tokens} new tokens; tokens/s: median of {args.repeats} "
-                        "runs, greedy and speculative measured alternately")
-    for col in ("decoding", "calls", "calls / token", "tokens / call", "acceptance",
-                "tokens / s", "speed-up"):
+                        "runs, greedy and speculative measured alternately (decode: after "
+                        f"the prompt call); accepted: of {sstats.drafted} drafts")
+    for col in ("", "calls", "calls/tok", "tok/call", "accepted", "tok/s", "speed-up",
+                "decode tok/s", "speed-up"):
         table.add_column(col, justify="right")
     g_rate, s_rate = gstats.tokens / t_greedy, sstats.tokens / t_spec
+    g_dec, s_dec = (float(np.median(d)) for d in decode)  # 0 with a single new token
+
+    def ratio(a: float, b: float) -> str:
+        return f"{a / b:.2f}x" if b > 0 else "-"
+
     table.add_row("greedy", str(gstats.calls), f"{gstats.calls_per_token:.2f}",
-                  f"{gstats.tokens_per_call:.2f}", "-", f"{g_rate:.0f}", "1.00x")
-    table.add_row(f"speculative, k={args.draft}", str(sstats.calls),
+                  f"{gstats.tokens_per_call:.2f}", "-", f"{g_rate:.0f}", "1.00x",
+                  f"{g_dec:.0f}", ratio(g_dec, g_dec))
+    table.add_row(f"spec. k={args.draft}", str(sstats.calls),
                   f"{sstats.calls_per_token:.2f}", f"{sstats.tokens_per_call:.2f}",
-                  f"{100 * sstats.acceptance_rate:.1f}% of {sstats.drafted}", f"{s_rate:.0f}",
-                  f"{s_rate / g_rate:.2f}x")
+                  f"{100 * sstats.acceptance_rate:.1f}%", f"{s_rate:.0f}",
+                  f"{s_rate / g_rate:.2f}x", f"{s_dec:.0f}", ratio(s_dec, g_dec))
     console.print(table)
     print(f"speculative: {sstats.calls} calls for {sstats.tokens} tokens "
           f"({sstats.tokens_per_call:.2f} tokens per call), acceptance "
           f"{100 * sstats.acceptance_rate:.1f}%, {s_rate:.0f} tokens/s against greedy's "
-          f"{g_rate:.0f} ({s_rate / g_rate:.2f}x)")
+          f"{g_rate:.0f} ({s_rate / g_rate:.2f}x); decoding alone {s_dec:.0f} against "
+          f"{g_dec:.0f} ({ratio(s_dec, g_dec)})")
     equal = plain == spec
     console.print(f"speculative output equals greedy decoding token for token: {equal}")
     if trained and cfg.vocab == 256:

@@ -22,6 +22,10 @@ A second, lighter MTP head (:class:`LightMtpHead`, params ``mtpl.*``) has no att
 no KV cache: the same normalize-concatenate-project input, one residual SwiGLU FFN, then
 the shared lm_head. It costs a fraction of the block head's ops per application, and
 sees only the one (hidden state, token) pair it is given.
+
+The third, the MLP head (:class:`MlpMtpHead`, params ``mtpm.*``), is one hidden layer on
+the post-norm hidden state and a per-token input, distilled from the main model: two
+matmuls, one gather and one argmax per draft.
 """
 
 from __future__ import annotations
@@ -103,15 +107,30 @@ def light_param_shapes(cfg: QwenConfig) -> dict[str, tuple[int, ...]]:
             "mtpl.w_down": (f, d), "mtpl.final_norm": (d,)}
 
 
-def init_params(cfg: QwenConfig, seed: int = 0, mtp: bool = False, light: bool = False
-                ) -> dict[str, np.ndarray]:
+def mlp_width(cfg: QwenConfig) -> int:
+    """Width of the MLP head's hidden layer (:class:`MlpMtpHead`): 2 d_model. (On the
+    demo checkpoint, d_model and 4 d_model were tried too: the narrower head drafted
+    worse, the wider one cost more per draft than its better drafts saved.)"""
+    return 2 * cfg.d_model
+
+
+def mlp_param_shapes(cfg: QwenConfig) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of the MLP MTP head's weights (:class:`MlpMtpHead`; it shares none)."""
+    d, f, v = cfg.d_model, mlp_width(cfg), cfg.vocab
+    return {"mtpm.a": (d, f), "mtpm.b": (v, f), "mtpm.c": (f, f), "mtpm.w": (f, v)}
+
+
+def init_params(cfg: QwenConfig, seed: int = 0, mtp: bool = False, light: bool = False,
+                mlp: bool = False) -> dict[str, np.ndarray]:
     """Seeded random weights for the main model (with ``mtp``, the MTP head's too; with
-    ``light``, the light head's, drawn after everything else so the other weights do not
-    depend on it): norm weights 1, matrices scaled by 1/sqrt(fan-in)."""
+    ``light`` and ``mlp``, the light and MLP heads', drawn after everything else in that
+    order so the other weights do not depend on them): norm weights 1, matrices scaled by
+    1/sqrt(fan-in)."""
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
     shapes = (param_shapes(cfg) | (mtp_param_shapes(cfg) if mtp else {})
-              | (light_param_shapes(cfg) if light else {}))
+              | (light_param_shapes(cfg) if light else {})
+              | (mlp_param_shapes(cfg) if mlp else {}))
     for name, shape in shapes.items():
         if len(shape) == 1:
             out[name] = np.ones(shape, np.float32)
@@ -333,6 +352,72 @@ def build_light_mtp(cfg: QwenConfig, n_tokens: int, name: str = "mtp_light") -> 
     return g
 
 
+class MlpMtpHead:
+    """The MLP MTP head's layers inside one graph ``g``: declares its params on
+    construction. One hidden layer, no norm, no attention, no KV cache, no shared weights:
+    for the main model's **post-norm** hidden state ``h_t`` (the lm_head's input, so the
+    head needs no norm of its own) and token ``x_{t+1}``,
+    ``z = silu(h_t @ a + b[x_{t+1}])`` is the head's state and ``z @ w`` its draft logits
+    for ``x_{t+2}``; a chained draft feeds the head its own state,
+    ``z' = silu(z @ c + b[draft])``. It is trained by distillation: its logits are fitted
+    to the main model's next-position distribution (``examples/train_tiny.py
+    --mlp-head-on``), so its argmax is what verification accepts. Every application is
+    two matmuls, one gather and one argmax: on a CPU, where small calls cost per op, it
+    is the cheapest head that still sees the (hidden state, token) pair."""
+
+    SOURCE = "post_norm"
+    """The main-model hidden state it was trained on (and must be fed)."""
+
+    def __init__(self, g: gc.Graph, cfg: QwenConfig) -> None:
+        self.g, self.cfg = g, cfg
+        for pname, shape in mlp_param_shapes(cfg).items():
+            if g.leaf(pname) is None:
+                g.param(pname, shape)
+
+    def first(self, hidden: gc.Tensor, tokens: gc.Tensor) -> gc.Tensor:
+        """The head's state [n, F] for pairs (post-norm ``hidden`` [n, d], ``tokens``
+        i32[n]); row i depends on row i of each input only."""
+        g = self.g
+        return g.silu(g.add(hidden @ _w(g, "mtpm.a"), g.get_rows(_w(g, "mtpm.b"), tokens)))
+
+    def chain(self, state: gc.Tensor, tokens: gc.Tensor) -> gc.Tensor:
+        """The next state [n, F] from the head's own ``state`` [n, F] and the draft it made
+        from it (``tokens`` i32[n])."""
+        g = self.g
+        return g.silu(g.add(state @ _w(g, "mtpm.c"), g.get_rows(_w(g, "mtpm.b"), tokens)))
+
+    def logits(self, state: gc.Tensor) -> gc.Tensor:
+        """Draft logits [n, vocab] from the head's state rows."""
+        return state @ _w(self.g, "mtpm.w")
+
+
+def build_mlp_mtp(cfg: QwenConfig, n_tokens: int, depth: int = 1, name: str = "mtp_mlp"
+                  ) -> gc.Graph:
+    """The MLP MTP head over ``n_tokens`` pairs, chained ``depth`` times (for training:
+    every depth is fed the true next token, teacher forcing).
+
+    Inputs: ``hidden`` f32[n, d] (the main model's post-norm hidden state at positions t),
+    ``tokens`` i32[depth, n] (row j: the tokens at t+1+j). No states. Outputs
+    ``logits_j`` [n, vocab] for j = 1..depth (drafts for t+1+j).
+    """
+    if depth < 1:
+        raise gc.GraphError(f"the chain depth must be at least 1, got {depth}")
+    g = gc.Graph(name)
+    hidden = g.input("hidden", (n_tokens, cfg.d_model))
+    tokens = g.input("tokens", (depth, n_tokens), "i32")
+    head = MlpMtpHead(g, cfg)
+
+    def row(j: int) -> gc.Tensor:
+        return g.reshape(g.slice(tokens, 0, j, j + 1), (n_tokens,))
+
+    z = head.first(hidden, row(0))
+    g.set_output(head.logits(z), "logits_1")
+    for j in range(1, depth):
+        z = head.chain(z, row(j))
+        g.set_output(head.logits(z), f"logits_{j + 1}")
+    return g
+
+
 def save_weights(path: str, params: dict[str, np.ndarray], config: QwenConfig | None = None,
                  info: dict[str, object] | None = None) -> None:
     """Write named weights to ``.npz`` (with the config under ``__config__`` and free-form
@@ -398,11 +483,12 @@ def load_info(path: str) -> dict[str, object]:
 
 
 def check_params(cfg: QwenConfig, params: dict[str, np.ndarray], mtp: bool = True,
-                 light: bool = False) -> None:
+                 light: bool = False, mlp: bool = False) -> None:
     """GraphError naming the first missing or misshapen weight (of the main model, with
-    ``mtp`` the MTP head's, with ``light`` the light head's)."""
+    ``mtp`` the MTP head's, with ``light`` and ``mlp`` the light and MLP heads')."""
     shapes = (param_shapes(cfg) | (mtp_param_shapes(cfg) if mtp else {})
-              | (light_param_shapes(cfg) if light else {}))
+              | (light_param_shapes(cfg) if light else {})
+              | (mlp_param_shapes(cfg) if mlp else {}))
     for name, shape in shapes.items():
         if name not in params:
             raise gc.GraphError(f"weights lack {name!r} {list(shape)}")

@@ -32,12 +32,13 @@ single graph compiled once (fixed shapes, whatever the round accepts):
 The MTP head's cache slot for a (hidden state at t, token at t+1) pair is t, as in
 training (``examples/train_tiny.py``).
 
-With the light head (``head="light"``, :class:`~graphc.examples.qwen.LightMtpHead`: no
-attention, no KV cache) there is nothing to keep in step: the prompt graph applies the
-head to the last pair only (the last prompt position's hidden state, the first new
-token), and a round to the last accepted pair only (row ``a`` of the hidden states and
-of the choices, by ``get_rows``), each then chaining k-1 more drafts. Neither graph has
-an MTP cache state.
+With a cacheless head (``head="light"``, :class:`~graphc.examples.qwen.LightMtpHead`, or
+``head="mlp"``, :class:`~graphc.examples.qwen.MlpMtpHead`: no attention, no KV cache)
+there is nothing to keep in step: the prompt graph is written row by row and read at its
+last row, so row pruning applies the head to the last pair only (the last prompt
+position's hidden state, the first new token), and a round applies it to the last
+accepted pair only (row ``a`` of the hidden states and of the choices, by ``get_rows``),
+each then chaining k-1 more drafts. Neither graph has an MTP cache state.
 
 "Equals greedy decoding" holds up to float32 near-ties: a round computes k+1 rows in one
 pass and a greedy step one row, and the kernels may round the two differently in the last
@@ -56,11 +57,13 @@ from typing import Any
 import numpy as np
 from graphc.examples.qwen import (
     LightMtpHead,
+    MlpMtpHead,
     MtpHead,
     QwenConfig,
     build_main,
     light_param_shapes,
     main_forward,
+    mlp_param_shapes,
     mtp_param_shapes,
     param_shapes,
 )
@@ -70,10 +73,23 @@ import graphc as gc
 SOURCES = {"pre_norm": "h_pre_norm", "post_norm": "h_post_norm"}
 """Which main-model hidden state feeds the MTP head -> the name of that output."""
 
-HEADS = ("block", "light")
+HEADS = ("block", "light", "mlp")
 """The MTP head kinds: ``block`` (:class:`~graphc.examples.qwen.MtpHead`, params
-``mtp.*``, a transformer block with a KV cache) and ``light``
-(:class:`~graphc.examples.qwen.LightMtpHead`, params ``mtpl.*``, no cache)."""
+``mtp.*``, a transformer block with a KV cache), ``light``
+(:class:`~graphc.examples.qwen.LightMtpHead`, params ``mtpl.*``, no cache) and ``mlp``
+(:class:`~graphc.examples.qwen.MlpMtpHead`, params ``mtpm.*``, one hidden layer, no
+cache)."""
+
+HEAD_SOURCES = {"block": ("pre_norm", "post_norm"), "light": ("pre_norm",),
+                "mlp": (MlpMtpHead.SOURCE,)}
+"""The hidden states each head kind may be fed, its default first: the block head has a
+checkpoint trained on each (``mtp.*`` and ``mtp_post.*``, see
+:mod:`graphc.examples.study`); the light head was trained on the pre-norm state and the
+MLP head on the post-norm one, and feeding either the other state is the very bug this
+project exists to catch, so it is refused."""
+
+CACHELESS = ("light", "mlp")
+"""Heads without attention or a KV cache: applied to the pairs whose drafts are used."""
 
 ROUND_READS = {"choices": "all", "accepted": "all", "next_tokens": "all", "next_start": "all"}
 """What a round returns: the host reads ``choices`` and ``accepted``; ``next_tokens`` and
@@ -84,13 +100,16 @@ ROUND_READS = {"choices": "all", "accepted": "all", "next_tokens": "all", "next_
 @dataclass
 class SpecStats:
     """What a generation did. ``calls`` counts compiled-graph calls (each one dispatch and
-    one host round trip, each one main-model pass)."""
+    one host round trip, each one main-model pass); ``seconds`` is the whole generation's
+    wall time, ``prompt_seconds`` its prompt call's (until the first token is on the
+    host)."""
 
     tokens: int = 0
     drafted: int = 0
     accepted: int = 0
     calls: int = 0
     seconds: float = 0.0
+    prompt_seconds: float = 0.0
     accepted_per_round: list[int] = field(default_factory=list)
 
     @property
@@ -110,16 +129,33 @@ class SpecStats:
 
     @property
     def tokens_per_second(self) -> float:
-        """Tokens generated per second of wall time."""
+        """Tokens generated per second of wall time (the prompt call included)."""
         return self.tokens / self.seconds if self.seconds else 0.0
+
+    @property
+    def decode_tokens_per_second(self) -> float:
+        """Tokens after the first per second after the prompt call: decoding speed, the
+        prompt's processing left out (``prompt_seconds`` runs until the first token is
+        on the host)."""
+        decode = self.seconds - self.prompt_seconds
+        return (self.tokens - 1) / decode if decode > 0 and self.tokens > 1 else 0.0
 
 
 def build_greedy(cfg: QwenConfig, n_tokens: int) -> gc.Graph:
-    """The main model (:func:`build_main`) with one more output, ``choice`` i32[n]: the
-    argmax of each row's logits (a greedy step reads its last row)."""
+    """The main model (:func:`build_main`) with two more outputs: ``choice`` i32[n], the
+    argmax of each row's logits, and ``next_pos`` i32[n], each row's position + 1 (a
+    greedy step reads their last rows: the next step's token and position, fed straight
+    back in)."""
     g = build_main(cfg, n_tokens, name=f"greedy_{n_tokens}")
     g.set_output(g.argmax(g.outputs["logits"], axis=-1), "choice")
+    pos = g.leaf("pos")
+    assert pos is not None
+    g.set_output(g.add(pos, g.full((n_tokens,), 1, "i32")), "next_pos")
     return g
+
+
+GREEDY_READS = {"choice": [-1], "next_pos": [-1]}
+"""What greedy decoding reads from :func:`build_greedy`'s graph: the last row of each."""
 
 
 def _chain(g: gc.Graph, head: MtpHead, m: gc.Tensor, slot: gc.Tensor, k: int) -> gc.Tensor:
@@ -137,52 +173,85 @@ def _chain(g: gc.Graph, head: MtpHead, m: gc.Tensor, slot: gc.Tensor, k: int) ->
     return drafts[0] if k == 1 else g.concat(drafts, axis=0)
 
 
-def _light_drafts(g: gc.Graph, cfg: QwenConfig, hidden: gc.Tensor, token: gc.Tensor, k: int
-                  ) -> gc.Tensor:
-    """k chained drafts i32[k] from the light head applied to one pair (``hidden`` [1, d],
-    ``token`` i32[1]): each draft is the argmax of the head's logits, and the next pair is
-    (the head's own hidden state, that draft)."""
-    head = LightMtpHead(g, cfg)
-    m = head.step(hidden, token)
-    drafts = [g.argmax(head.logits(m), axis=-1)]
-    for _ in range(1, k):
-        m = head.step(m, drafts[-1])
-        drafts.append(g.argmax(head.logits(m), axis=-1))
-    return drafts[0] if k == 1 else g.concat(drafts, axis=0)
-
-
 def _check_head(head: str) -> None:
     if head not in HEADS:
         raise gc.GraphError(f"the MTP head must be one of {list(HEADS)}, got {head!r}")
 
 
-def build_prefill(cfg: QwenConfig, n_prompt: int, k: int, source: str = "pre_norm",
+def head_source(head: str, source: str | None = None) -> str:
+    """The hidden state (a key of :data:`SOURCES`) the ``head`` kind reads: ``source``, or
+    the head's default when None. A GraphError when the head was not trained on it."""
+    _check_head(head)
+    allowed = HEAD_SOURCES[head]
+    if source is None:
+        return allowed[0]
+    if source not in SOURCES:
+        raise gc.GraphError(f"mtp_source must be one of {sorted(SOURCES)}, got {source!r}")
+    if source not in allowed:
+        raise gc.GraphError(f"the {head} head was trained on the {allowed[0]} hidden state; "
+                            f"feeding it {source} is the silent pre-/post-norm mix-up",
+                            fix=f"pass mtp_source={allowed[0]!r} or leave it out")
+    return source
+
+
+def _cacheless_drafts(g: gc.Graph, cfg: QwenConfig, head: str, hidden: gc.Tensor,
+                      token: gc.Tensor, k: int) -> gc.Tensor:
+    """Drafts i32[n, k] from a cacheless head (``light`` or ``mlp``) applied to n pairs
+    (``hidden`` [n, d], ``token`` i32[n]) and chained k-1 times; row i depends on row i
+    of the inputs only, so a caller that reads one row gets the rest pruned."""
+    n = token.shape[0]
+    Step = Callable[[gc.Tensor, gc.Tensor], gc.Tensor]
+    first: Step
+    chain: Step
+    logits: Callable[[gc.Tensor], gc.Tensor]
+    if head == "light":  # the same step from the main model's state and from its own
+        light = LightMtpHead(g, cfg)
+        first, chain, logits = light.step, light.step, light.logits
+    else:
+        mlp = MlpMtpHead(g, cfg)
+        first, chain, logits = mlp.first, mlp.chain, mlp.logits
+    state = first(hidden, token)
+    drafts = [g.argmax(logits(state), axis=-1, keepdims=True)]
+    for _ in range(1, k):
+        state = chain(state, g.reshape(drafts[-1], (n,)))
+        drafts.append(g.argmax(logits(state), axis=-1, keepdims=True))
+    return drafts[0] if k == 1 else g.concat(drafts, axis=1)
+
+
+def build_prefill(cfg: QwenConfig, n_prompt: int, k: int, source: str | None = None,
                   head: str = "block") -> gc.Graph:
     """Speculative prompt processing as one graph.
 
     Inputs: ``tokens`` i32[n] (the prompt), ``pos`` i32[n] (0..n-1). States: the main
     model's KV caches (written at 0..n-1) and, for the ``block`` head, the MTP head's
-    (written at 0..n-1, and at n..n+k-2 by the chain; the ``light`` head has none and is
-    applied to the last pair only). Outputs: ``first`` i32[1] (the first new token, at
-    position n) and ``next_tokens`` i32[k+1] (``first``, then the drafts for positions
+    (written at 0..n-1, and at n..n+k-2 by the chain). Outputs: ``first`` (the first new
+    token, at position n) and ``next_tokens`` (``first``, then the drafts for positions
     n+1..n+k: the first round's ``tokens``).
+
+    With the ``block`` head, ``first`` is i32[1] and ``next_tokens`` i32[k+1]. A cacheless
+    head (``light``, ``mlp``) needs only the last pair, so its graph is written row by
+    row instead: ``first`` i32[n] and ``next_tokens`` i32[n, k+1] hold, in row i, what
+    the prompt's first i+1 tokens would give. The caller reads the last row
+    (:data:`PREFILL_READS`) and row pruning computes nothing else past the KV-cache
+    writes, just as for greedy decoding's prompt call.
     """
     if k < 1 or n_prompt < 1:
         raise gc.GraphError(f"need a prompt and at least one draft, got n={n_prompt}, k={k}")
-    _check_head(head)
-    g = gc.Graph(f"spec_prefill_{n_prompt}_k{k}" + ("_light" if head == "light" else ""))
+    source = head_source(head, source)
+    g = gc.Graph(f"spec_prefill_{n_prompt}_k{k}" + ("" if head == "block" else f"_{head}"))
     tokens = g.input("tokens", (n_prompt,), "i32")
     pos = g.input("pos", (n_prompt,), "i32")
     h_pre, h_post = main_forward(g, cfg, tokens, pos)
     lm_head = g.leaf("lm_head")
     assert lm_head is not None
-    first = g.argmax(g.slice(h_post, 0, n_prompt - 1, n_prompt) @ lm_head, axis=-1)
     hidden = h_pre if SOURCES[source] == "h_pre_norm" else h_post
-    if head == "light":
-        drafts = _light_drafts(g, cfg, g.slice(hidden, 0, n_prompt - 1, n_prompt), first, k)
-        g.set_output(first, "first")
-        g.set_output(g.concat([first, drafts]), "next_tokens")
+    if head in CACHELESS:
+        choice = g.argmax(h_post @ lm_head, axis=-1, keepdims=True)  # [n, 1]
+        drafts = _cacheless_drafts(g, cfg, head, hidden, g.reshape(choice, (n_prompt,)), k)
+        g.set_output(g.reshape(choice, (n_prompt,)), "first")
+        g.set_output(g.concat([choice, drafts], axis=1), "next_tokens")
         return g
+    first = g.argmax(g.slice(h_post, 0, n_prompt - 1, n_prompt) @ lm_head, axis=-1)
     # the head sees (h_t, x_{t+1}) for every prompt position t; the last pair's token is
     # the first new one
     nxt = first if n_prompt == 1 else g.concat([g.slice(tokens, 0, 1, n_prompt), first])
@@ -195,15 +264,23 @@ def build_prefill(cfg: QwenConfig, n_prompt: int, k: int, source: str = "pre_nor
     return g
 
 
-def build_round(cfg: QwenConfig, k: int, source: str = "pre_norm", head: str = "block"
+def prefill_reads(head: str) -> dict[str, object]:
+    """What speculative decoding reads from :func:`build_prefill`'s graph: everything
+    for the ``block`` head, the last row for a cacheless one."""
+    _check_head(head)
+    sel: object = [-1] if head in CACHELESS else "all"
+    return {"first": sel, "next_tokens": sel}
+
+
+def build_round(cfg: QwenConfig, k: int, source: str | None = None, head: str = "block"
                 ) -> gc.Graph:
     """One speculative round as one graph (see the module docstring).
 
     Inputs: ``tokens`` i32[k+1] (the last emitted token, then k drafts), ``start`` i32[1]
     (the position of ``tokens[0]``). States: the main model's KV caches and, for the
     ``block`` head, the MTP head's, updated in place; the caller guarantees
-    ``start + 2k - 1 <= max_ctx`` (``start + k + 1 <= max_ctx`` for the ``light`` head,
-    which has no cache and is applied to the last accepted pair only). Outputs:
+    ``start + 2k - 1 <= max_ctx`` (``start + k + 1 <= max_ctx`` for a cacheless head,
+    which is applied to the last accepted pair only). Outputs:
     ``choices`` i32[k+1] (the main model's argmax after each fed token), ``accepted``
     i32[1] (``a``: drafts 0..a-1 equal choices 0..a-1, so choices 0..a are emitted),
     ``next_tokens`` i32[k+1] (choice ``a``, then the next round's k drafts, for positions
@@ -212,8 +289,8 @@ def build_round(cfg: QwenConfig, k: int, source: str = "pre_norm", head: str = "
     """
     if k < 1:
         raise gc.GraphError(f"the draft length must be at least 1, got {k}")
-    _check_head(head)
-    g = gc.Graph(f"spec_round_k{k}" + ("_light" if head == "light" else ""))
+    source = head_source(head, source)
+    g = gc.Graph(f"spec_round_k{k}" + ("" if head == "block" else f"_{head}"))
     tokens = g.input("tokens", (k + 1,), "i32")
     start = g.input("start", (1,), "i32")
     pos = g.add(start, g.const(list(range(k + 1)), dtype="i32"), name="pos")
@@ -227,9 +304,9 @@ def build_round(cfg: QwenConfig, k: int, source: str = "pre_norm", head: str = "
     accepted = g.argmax(g.concat([miss, g.const([1], dtype="i32")]), axis=0, keepdims=True,
                         name="accepted")
     hidden = h_pre if SOURCES[source] == "h_pre_norm" else h_post
-    if head == "light":  # the last accepted pair only
-        drafts = _light_drafts(g, cfg, g.get_rows(hidden, accepted),
-                               g.get_rows(choices, accepted), k)
+    if head in CACHELESS:  # the last accepted pair only
+        drafts = g.reshape(_cacheless_drafts(g, cfg, head, g.get_rows(hidden, accepted),
+                                             g.get_rows(choices, accepted), k), (k,))
     else:
         block_head = MtpHead(g, cfg)
         # rows past `accepted` are overwritten next round
@@ -243,15 +320,16 @@ def build_round(cfg: QwenConfig, k: int, source: str = "pre_norm", head: str = "
 
 
 def rigged_params(cfg: QwenConfig) -> dict[str, np.ndarray]:
-    """Weights under which the next token is always (token + 1) % vocab and both MTP heads
-    (``mtp.*`` and the light ``mtpl.*``) draft (token + 1) % vocab from the token they are
-    given, so every draft is right (needs ``d_model >= vocab``). Every matrix keeps its
-    full size, so calls cost what a model of these sizes costs."""
+    """Weights under which the next token is always (token + 1) % vocab and every MTP head
+    (``mtp.*``, the light ``mtpl.*`` and the MLP ``mtpm.*``) drafts (token + 1) % vocab from
+    the token it is given, so every draft is right (needs ``d_model >= vocab``). Every
+    matrix keeps its full size, so calls cost what a model of these sizes costs."""
     v, d = cfg.vocab, cfg.d_model
     if d < v:
         raise gc.GraphError(f"rigged weights need d_model >= vocab, got {d} < {v}")
     p = {k: np.zeros(s, np.float32) for k, s in (param_shapes(cfg) | mtp_param_shapes(cfg)
-                                                  | light_param_shapes(cfg)).items()}
+                                                  | light_param_shapes(cfg)
+                                                  | mlp_param_shapes(cfg)).items()}
     for name, value in p.items():
         if name.endswith("norm"):
             p[name] = np.ones_like(value)
@@ -259,22 +337,25 @@ def rigged_params(cfg: QwenConfig) -> dict[str, np.ndarray]:
     p["lm_head"][np.arange(v), (np.arange(v) + 1) % v] = 1.0  # e_i -> logit peak at i+1
     p["mtp.proj"][d + np.arange(d), np.arange(d)] = 1.0  # keep the embedding half
     p["mtpl.proj"][d + np.arange(d), np.arange(d)] = 1.0
+    # the MLP head's state is silu(10) on the token's own unit (its hidden input and its
+    # previous state weigh nothing), and that unit's logit peaks at token + 1
+    p["mtpm.b"][np.arange(v), np.arange(v)] = 10.0
+    p["mtpm.w"][np.arange(v), (np.arange(v) + 1) % v] = 1.0
     return p
 
 
 class Runner:
     """Compiles and caches one model's graphs (per kind, prompt length and draft length)
     for one backend. ``head`` picks the MTP head speculative decoding drafts with (one of
-    :data:`HEADS`). ``compile_seconds`` sums the time spent compiling."""
+    :data:`HEADS`), ``mtp_source`` the hidden state it reads (default: the one the head
+    was trained on, :func:`head_source`). ``compile_seconds`` sums the time spent
+    compiling."""
 
     def __init__(self, cfg: QwenConfig, params: Mapping[str, np.ndarray],
-                 backend: str = "jax", mtp_source: str = "pre_norm",
+                 backend: str = "jax", mtp_source: str | None = None,
                  compile_options: Mapping[str, Any] | None = None, head: str = "block"
                  ) -> None:
-        if mtp_source not in SOURCES:
-            raise gc.GraphError(f"mtp_source must be one of {sorted(SOURCES)}, "
-                                f"got {mtp_source!r}")
-        _check_head(head)
+        mtp_source = head_source(head, mtp_source)
         self.head = head
         self.cfg = cfg
         self.params = dict(params)
@@ -296,19 +377,20 @@ class Runner:
         return self._exes[key]
 
     def greedy(self, prompt_len: int) -> tuple[gc.Executable, gc.Executable]:
-        """(prompt processing, one decode step) for greedy decoding; each reads ``choice``
-        (the prompt call its last row only)."""
+        """(prompt processing, one decode step) for greedy decoding; each reads the last
+        row of ``choice`` and ``next_pos`` (:data:`GREEDY_READS`; a step has one row)."""
         cfg = self.cfg
         return (self._exe(("greedy", prompt_len, 0), lambda: build_greedy(cfg, prompt_len),
-                          {"choice": [-1]}),
-                self._exe(("greedy", 1, 0), lambda: build_greedy(cfg, 1), {"choice": "all"}))
+                          GREEDY_READS),
+                self._exe(("greedy", 1, 0), lambda: build_greedy(cfg, 1),
+                          {n: "all" for n in GREEDY_READS}))
 
     def speculative(self, prompt_len: int, k: int) -> tuple[gc.Executable, gc.Executable]:
         """(prompt processing, one round) for speculative decoding with ``k`` drafts."""
         cfg, src, head = self.cfg, self.mtp_source, self.head
         return (self._exe(("prefill", prompt_len, k),
                           lambda: build_prefill(cfg, prompt_len, k, src, head),
-                          {"first": "all", "next_tokens": "all"}),
+                          prefill_reads(head)),
                 self._exe(("round", 0, k), lambda: build_round(cfg, k, src, head),
                           ROUND_READS))
 
@@ -341,9 +423,12 @@ def _check_room(cfg: QwenConfig, prompt: list[int], n_new: int, k: int = 0,
 
 def greedy_generate(runner: Runner, prompt: list[int], n_new: int, *, stream: bool = False
                     ) -> tuple[list[int], SpecStats]:
-    """Plain greedy decoding: one call per token. Each step's ``choice`` goes straight
-    back in as the next step's token (on the JAX backend it stays on the device), and the
-    host reads the tokens once, at the end: no call waits for the host. ``stream``: read
+    """Plain greedy decoding: one call per token. Each step's ``choice`` and ``next_pos``
+    go straight back in as the next step's token and position (on the JAX backend they
+    stay on the device), and the
+    host reads the tokens at the end: no decode step waits for the host. (The first
+    token, the prompt call's, is read when that call returns, which times the prompt
+    apart from decoding: ``prompt_seconds``.) ``stream``: read
     each token as soon as its call returns (what printing tokens as they come, or
     stopping at an end token, needs), before the next call."""
     _check_room(runner.cfg, prompt, n_new)
@@ -354,10 +439,12 @@ def greedy_generate(runner: Runner, prompt: list[int], n_new: int, *, stream: bo
     out = pre.run({"tokens": np.asarray(prompt, np.int32),
                    "pos": np.arange(len(prompt), dtype=np.int32)})
     stats.calls += 1
-    chosen = [out["choice"]]  # the prompt call reads its last row: shape [1]
+    chosen = [np.asarray(out["choice"])]  # the prompt call reads its last row: shape [1]
+    stats.prompt_seconds = time.perf_counter() - t0
     step.state = pre.state
-    for i in range(1, n_new):
-        out = step.run({"tokens": chosen[-1], "pos": np.array([len(prompt) + i - 1], np.int32)})
+    for _ in range(1, n_new):
+        # the device arrays go back in; the host reads its copy, if at all, beside them
+        out = step.run({"tokens": out["choice"], "pos": out["next_pos"]})
         stats.calls += 1
         chosen.append(np.asarray(out["choice"]) if stream else out["choice"])
     tokens = [int(np.asarray(c)[-1]) for c in chosen]  # host arrays: read once, at the end
@@ -368,10 +455,12 @@ def greedy_generate(runner: Runner, prompt: list[int], n_new: int, *, stream: bo
 
 def speculative_generate(runner: Runner, prompt: list[int], n_new: int, k: int = 3, *,
                          stream: bool = False) -> tuple[list[int], SpecStats]:
-    """Speculative decoding with ``k`` drafts per round from the runner's MTP head (block
-    or light): one call for the prompt, then one call per round (see the module
-    docstring). Equal to greedy decoding.
-    ``stream``: read each round's tokens as soon as it returns, before the next call."""
+    """Speculative decoding with ``k`` drafts per round from the runner's MTP head (one
+    of :data:`HEADS`): one call for the prompt, then one call per round (see the module
+    docstring). Equal to greedy decoding. The first token is read when the prompt call
+    returns (``prompt_seconds``, as in :func:`greedy_generate`), the rounds' tokens at
+    the end. ``stream``: read each round's tokens as soon as it returns, before the next
+    call."""
     if k < 1:
         raise gc.GraphError(f"the draft length must be at least 1, got {k}")
     _check_room(runner.cfg, prompt, n_new, k, runner.head)
@@ -382,9 +471,11 @@ def speculative_generate(runner: Runner, prompt: list[int], n_new: int, k: int =
     out = pre.run({"tokens": np.asarray(prompt, np.int32),
                    "pos": np.arange(len(prompt), dtype=np.int32)})
     stats.calls += 1
-    first = out["first"]
+    first = np.asarray(out["first"])
+    stats.prompt_seconds = time.perf_counter() - t0
     tokens: list[int] = []  # after the first
-    feed: dict[str, Any] = {"tokens": out["next_tokens"],
+    # a cacheless head's prompt call returns its last row, [1, k+1]
+    feed: dict[str, Any] = {"tokens": out["next_tokens"].reshape(k + 1),
                             "start": np.array([len(prompt)], np.int32)}
     rnd.state = pre.state
     while 1 + len(tokens) < n_new:
@@ -402,7 +493,7 @@ def speculative_generate(runner: Runner, prompt: list[int], n_new: int, k: int =
             stats.drafted += k
             stats.accepted += a
             stats.accepted_per_round.append(a)
-    tokens = [int(np.asarray(first)[0]), *tokens][:n_new]
+    tokens = [int(first.reshape(-1)[0]), *tokens][:n_new]
     stats.seconds = time.perf_counter() - t0
     stats.tokens = len(tokens)
     return tokens, stats

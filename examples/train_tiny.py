@@ -2,6 +2,7 @@
 
 Run: python examples/train_tiny.py [--steps 1600] [--out examples/tiny_mtp.npz] [--quick]
      python examples/train_tiny.py --light-head-on examples/tiny_mtp.npz [--steps 4000]
+     python examples/train_tiny.py --mlp-head-on examples/tiny_mtp.npz [--steps 4000]
 
 - **Model:** the Qwen-style model of ``qwen.py`` (byte vocabulary of 256, d_model 128,
   2 layers, 4 heads / 2 KV heads, SwiGLU 256) and two MTP heads. ``mtp.*`` is trained on
@@ -24,6 +25,12 @@ Run: python examples/train_tiny.py [--steps 1600] [--out examples/tiny_mtp.npz] 
   lm_head frozen too), with the same corpus, windows, next-next-token cross-entropy, AdamW
   and schedule, and writes the checkpoint back with the ``mtpl.*`` arrays added (every
   other array unchanged) and ``__info__["light_head"]`` recording the run.
+- **MLP head** (``--mlp-head-on CHECKPOINT``): the same for the MLP MTP head (``mtpm.*``,
+  :class:`graphc.examples.qwen.MlpMtpHead`), fed the frozen main model's post-norm hidden
+  state and distilled from it: at chain depths 1..3 (teacher forcing), the cross-entropy
+  of the head's logits against the main model's own next-token distribution, so its
+  drafts are the tokens verification accepts. Recorded as ``__info__["mlp_head"]`` with
+  the held-out agreement per depth.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ from graphc.examples.qwen import (
     QwenConfig,
     build_light_mtp,
     build_main,
+    build_mlp_mtp,
     build_mtp,
     init_params,
     load_info,
@@ -59,6 +67,12 @@ CONFIG = QwenConfig(vocab=256, d_model=128, n_layers=2, n_heads=4, n_kv_heads=2,
 DEFAULT_OUT = str(Path(__file__).with_name("tiny_mtp.npz"))
 LIGHT_STEPS = 4000
 """Default steps of ``--light-head-on`` (a few minutes on two CPU cores)."""
+
+MLP_STEPS = 4000
+"""Default steps of ``--mlp-head-on``."""
+
+MLP_DEPTH = 3
+"""Chain depths the MLP head is distilled at (drafts 1..3 of a round)."""
 
 
 Tree = dict[str, jax.Array]  # weights, moments or gradients by param name
@@ -229,68 +243,150 @@ def make_light_loss(cfg: QwenConfig, seq: int) -> Callable[..., Any]:
     return loss
 
 
+def make_mlp_loss(cfg: QwenConfig, seq: int, depth: int = MLP_DEPTH) -> Callable[..., Any]:
+    """``loss(mlp, frozen, batch) -> (loss, agreement[depth])``: distillation of the MLP
+    head (``mtpm.*``) from the frozen main model over ``batch`` i32[B, seq + 1]. For each
+    pair t and chain depth j = 1..depth (teacher forcing: the head is fed the true tokens
+    t+1..t+j), the cross-entropy of the head's logits against the main model's own
+    next-token distribution at t+j -- what verification will compare the draft with --
+    averaged over depths; ``agreement[j-1]``: how often the two argmaxes agree (the
+    acceptance rate a draft at depth j would have if every earlier draft were right)."""
+    main_fn = lower(build_main(cfg, seq, kv_cache=False), ["logits", "h_post_norm"])
+    n = seq - depth
+    head_fn = lower(build_mlp_mtp(cfg, n, depth), [f"logits_{j}" for j in range(1, depth + 1)])
+    pos = jnp.arange(seq, dtype=jnp.int32)
+
+    def one(mlp: Tree, frozen: Tree, s: jax.Array) -> tuple[jax.Array, jax.Array]:
+        x = s[:-1]
+        out, _ = main_fn(frozen, {}, {"tokens": x, "pos": pos})
+        main = jax.lax.stop_gradient(out["logits"])
+        hidden = jax.lax.stop_gradient(out["h_post_norm"][:n])
+        toks = jnp.stack([x[1 + j:1 + j + n] for j in range(depth)])
+        head, _ = head_fn(mlp, {}, {"hidden": hidden, "tokens": toks})
+        losses, agree = [], []
+        for j in range(depth):
+            target, got = main[1 + j:1 + j + n], head[f"logits_{j + 1}"]
+            losses.append(-jnp.mean(jnp.sum(jax.nn.softmax(target) * jax.nn.log_softmax(got),
+                                            axis=-1)))
+            agree.append(jnp.mean(jnp.argmax(got, -1) == jnp.argmax(target, -1)))
+        return jnp.mean(jnp.stack(losses)), jnp.stack(agree)
+
+    def loss(mlp: Tree, frozen: Tree, batch: jax.Array) -> tuple[jax.Array, jax.Array]:
+        kd, agree = jax.vmap(lambda s: one(mlp, frozen, s))(batch)
+        return kd.mean(), agree.mean(axis=0)
+
+    return loss
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadRecipe:
+    """How to train one kind of MTP head on a frozen main model: its params' prefix, the
+    checkpoint info key it records under, the :func:`init_params` flag that draws it, and
+    its loss (``make_loss(cfg, seq) -> loss(head, frozen, batch) -> (loss, metric)``)."""
+
+    kind: str
+    prefix: str
+    info_key: str
+    init_flag: str
+    make_loss: Callable[[QwenConfig, int], Callable[..., Any]]
+    steps: int
+
+
+RECIPES = {
+    "light": HeadRecipe("light", "mtpl.", "light_head", "light", make_light_loss, LIGHT_STEPS),
+    "mlp": HeadRecipe("mlp", "mtpm.", "mlp_head", "mlp", make_mlp_loss, MLP_STEPS),
+}
+"""The heads ``--light-head-on`` and ``--mlp-head-on`` train."""
+
+
+def evaluate_head(kind: str, params: dict[str, Any], held: np.ndarray, seq: int = 128,
+                  seed: int = 0, n: int = 64, cfg: QwenConfig = CONFIG
+                  ) -> tuple[float, list[float]]:
+    """(held-out loss, metric as a list) of the ``kind`` head (``params`` holds the main
+    model's weights and the head's) on the same ``n`` windows :func:`evaluate` uses."""
+    recipe = RECIPES[kind]
+    loss = jax.jit(recipe.make_loss(cfg, seq))
+    xb = jnp.asarray(windows(held, n, seq + 1, np.random.default_rng(seed + 12345)))
+    head = {k: jnp.asarray(x) for k, x in params.items() if k.startswith(recipe.prefix)}
+    frozen = {k: jnp.asarray(x) for k, x in params.items() if not k.startswith("mtp")}
+    value, metric = loss(head, frozen, xb)
+    return round(float(value), 4), [round(float(m), 4) for m in np.atleast_1d(metric)]
+
+
 def evaluate_light(params: dict[str, Any], held: np.ndarray, seq: int = 128, seed: int = 0,
                    n: int = 64, cfg: QwenConfig = CONFIG) -> float:
     """Mean held-out cross-entropy of the light head (``params`` holds the main model's
     weights and ``mtpl.*``) on the same ``n`` windows :func:`evaluate` uses."""
-    loss = jax.jit(make_light_loss(cfg, seq))
-    xb = jnp.asarray(windows(held, n, seq + 1, np.random.default_rng(seed + 12345)))
-    light = {k: jnp.asarray(x) for k, x in params.items() if k.startswith("mtpl.")}
-    frozen = {k: jnp.asarray(x) for k, x in params.items() if not k.startswith("mtp")}
-    ce, _ = loss(light, frozen, xb)
-    return round(float(ce), 4)
+    return evaluate_head("light", params, held, seq, seed, n, cfg)[0]
+
+
+def train_head(kind: str, params: dict[str, np.ndarray], cfg: QwenConfig,
+               steps: int | None = None, batch: int = 16, seq: int = 128, seed: int = 0,
+               lr: float = 3e-3, weight_decay: float = 0.01,
+               log: Callable[[str], None] = print
+               ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Train a fresh ``kind`` head (a key of :data:`RECIPES`; seeded) on the frozen main
+    model in ``params``; return (the head's weights only, info: steps, seconds, held-out
+    loss before and after, and for the MLP head its held-out agreement with the main
+    model per chain depth). ``params`` is not modified."""
+    recipe = RECIPES[kind]
+    steps = steps or recipe.steps
+    train_data, held, digest, _ = corpus()
+    rng = np.random.default_rng(seed)
+    init = init_params(cfg, seed=seed + 2, **{recipe.init_flag: True})
+    head = {k: jnp.asarray(v) for k, v in init.items() if k.startswith(recipe.prefix)}
+    frozen = {k: jnp.asarray(v) for k, v in params.items() if not k.startswith("mtp")}
+    before, _ = evaluate_head(kind, {**params, **init}, held, seq, seed, cfg=cfg)
+    grad = jax.jit(jax.value_and_grad(recipe.make_loss(cfg, seq), has_aux=True))
+    m = {k: jnp.zeros_like(v) for k, v in head.items()}
+    v = {k: jnp.zeros_like(x) for k, x in head.items()}
+    update = adamw(weight_decay)
+    t0 = time.perf_counter()
+    for step in range(1, steps + 1):
+        xb = jnp.asarray(windows(train_data, batch, seq + 1, rng))
+        (value, _), g = grad(head, frozen, xb)
+        head, m, v = update(head, m, v, g, jnp.float32(step),
+                            jnp.float32(lr * schedule(step, steps)))
+        if step % max(1, steps // 10) == 0 or step == 1:
+            log(f"step {step:5d}/{steps}  {kind} head {float(value):.3f}"
+                f"  ({time.perf_counter() - t0:.0f} s)")
+    seconds = round(time.perf_counter() - t0, 1)
+    out = {k: np.asarray(x) for k, x in head.items()}
+    after, metric = evaluate_head(kind, {**params, **out}, held, seq, seed, cfg=cfg)
+    name = "held_out_mtp_" + kind
+    info: dict[str, Any] = {"steps": steps, "batch": batch, "seq": seq, "seed": seed,
+                            "lr": lr, "train_seconds": seconds, "corpus_sha256": digest,
+                            name + "_init": before, name: after}
+    if kind == "mlp":
+        info["held_out_agreement"] = metric
+    log(f"{kind} head held-out loss (nats/byte): {before} at init -> {after}"
+        + (f"; agreement with the main model by depth {metric}" if kind == "mlp" else ""))
+    return out, info
 
 
 def train_light(params: dict[str, np.ndarray], cfg: QwenConfig, steps: int = LIGHT_STEPS,
                 batch: int = 16, seq: int = 128, seed: int = 0, lr: float = 3e-3,
                 weight_decay: float = 0.01, log: Callable[[str], None] = print
                 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Train a fresh light head (seeded) on the frozen main model in ``params``; return
-    (the ``mtpl.*`` weights only, info: steps, seconds, held-out loss before and after).
-    ``params`` is not modified."""
-    train_data, held, digest, _ = corpus()
-    rng = np.random.default_rng(seed)
-    init = init_params(cfg, seed=seed + 2, light=True)
-    light = {k: jnp.asarray(v) for k, v in init.items() if k.startswith("mtpl.")}
-    frozen = {k: jnp.asarray(v) for k, v in params.items() if not k.startswith("mtp")}
-    before = evaluate_light({**params, **init}, held, seq, seed, cfg=cfg)
-    grad = jax.jit(jax.value_and_grad(make_light_loss(cfg, seq), has_aux=True))
-    m = {k: jnp.zeros_like(v) for k, v in light.items()}
-    v = {k: jnp.zeros_like(x) for k, x in light.items()}
-    update = adamw(weight_decay)
-    t0 = time.perf_counter()
-    for step in range(1, steps + 1):
-        xb = jnp.asarray(windows(train_data, batch, seq + 1, rng))
-        (ce, _), g = grad(light, frozen, xb)
-        light, m, v = update(light, m, v, g, jnp.float32(step),
-                             jnp.float32(lr * schedule(step, steps)))
-        if step % max(1, steps // 10) == 0 or step == 1:
-            log(f"step {step:5d}/{steps}  light head {float(ce):.3f}"
-                f"  ({time.perf_counter() - t0:.0f} s)")
-    seconds = round(time.perf_counter() - t0, 1)
-    out = {k: np.asarray(x) for k, x in light.items()}
-    after = evaluate_light({**params, **out}, held, seq, seed, cfg=cfg)
-    info = {"steps": steps, "batch": batch, "seq": seq, "seed": seed, "lr": lr,
-            "train_seconds": seconds, "corpus_sha256": digest,
-            "held_out_mtp_light_init": before, "held_out_mtp_light": after}
-    log(f"light head held-out loss (nats/byte): {before} at init -> {after}")
-    return out, info
+    """:func:`train_head` for the light head."""
+    return train_head("light", params, cfg, steps, batch, seq, seed, lr, weight_decay, log)
 
 
-def add_light_head(path: str, steps: int = LIGHT_STEPS, batch: int = 16, seq: int = 128,
-                   seed: int = 0, lr: float = 3e-3, log: Callable[[str], None] = print
-                   ) -> dict[str, Any]:
-    """Train a light head on the checkpoint at ``path`` (:func:`train_light`) and write
-    the checkpoint back atomically with the ``mtpl.*`` arrays added (replaced, if it had
-    them), every other array and config unchanged, and the run recorded as
-    ``__info__["light_head"]`` (the other info keys kept). Returns that record."""
+def add_head(kind: str, path: str, steps: int | None = None, batch: int = 16,
+             seq: int = 128, seed: int = 0, lr: float = 3e-3,
+             log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train a ``kind`` head on the checkpoint at ``path`` (:func:`train_head`) and write
+    the checkpoint back atomically with the head's arrays added (replaced, if it had
+    them), every other array and config unchanged, and the run recorded under the
+    recipe's info key (the other info keys kept). Returns that record."""
+    recipe = RECIPES[kind]
     params, cfg = load_weights(path)
     if cfg is None:
         raise SystemExit(f"{path}: no config stored with the weights")
     info = load_info(path)
-    light, record = train_light(params, cfg, steps, batch, seq, seed, lr, log=log)
-    kept = {k: v for k, v in params.items() if not k.startswith("mtpl.")}
-    save_weights(path, {**kept, **light}, cfg, {**info, "light_head": record})
+    head, record = train_head(kind, params, cfg, steps, batch, seq, seed, lr, log=log)
+    kept = {k: v for k, v in params.items() if not k.startswith(recipe.prefix)}
+    save_weights(path, {**kept, **head}, cfg, {**info, recipe.info_key: record})
     written, _ = load_weights(path)
     changed = [k for k, v in kept.items()
                if written[k].dtype != v.dtype or not np.array_equal(written[k], v)]
@@ -299,11 +395,19 @@ def add_light_head(path: str, steps: int = LIGHT_STEPS, batch: int = 16, seq: in
     return record
 
 
+def add_light_head(path: str, steps: int = LIGHT_STEPS, batch: int = 16, seq: int = 128,
+                   seed: int = 0, lr: float = 3e-3, log: Callable[[str], None] = print
+                   ) -> dict[str, Any]:
+    """:func:`add_head` for the light head (recorded as ``__info__["light_head"]``)."""
+    return add_head("light", path, steps, batch, seq, seed, lr, log)
+
+
 def main() -> None:
     """Train and write the checkpoint."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=None,
-                    help=f"default 1600 (with --light-head-on, {LIGHT_STEPS})")
+                    help=f"default 1600 (with --light-head-on, {LIGHT_STEPS}; with "
+                         f"--mlp-head-on, {MLP_STEPS})")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
@@ -315,12 +419,16 @@ def main() -> None:
     ap.add_argument("--light-head-on", metavar="CHECKPOINT",
                     help="train only a light MTP head (mtpl.*) on CHECKPOINT's frozen main "
                          "model and add it to CHECKPOINT (every other array unchanged)")
+    ap.add_argument("--mlp-head-on", metavar="CHECKPOINT",
+                    help="distill only an MLP MTP head (mtpm.*) from CHECKPOINT's frozen "
+                         "main model and add it to CHECKPOINT (every other array unchanged)")
     args = ap.parse_args()
-    if args.light_head_on:
-        steps = 50 if args.quick else args.steps or LIGHT_STEPS
-        add_light_head(args.light_head_on, steps, args.batch, args.seq, args.seed, args.lr)
-        print(f"added the light head to {args.light_head_on}")
-        return
+    for kind, path in (("light", args.light_head_on), ("mlp", args.mlp_head_on)):
+        if path:
+            steps = 50 if args.quick else args.steps or RECIPES[kind].steps
+            add_head(kind, path, steps, args.batch, args.seq, args.seed, args.lr)
+            print(f"added the {kind} head to {path}")
+            return
     steps = 50 if args.quick else args.steps or 1600
     cfg = dataclasses.replace(CONFIG, n_layers=args.layers)
     params, info = train(steps, args.batch, args.seq, args.seed, args.lr, cfg=cfg)

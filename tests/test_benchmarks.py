@@ -143,16 +143,18 @@ def _check_prefill(out: str) -> None:
 
 
 def _check_speculative(out: str) -> None:
-    rows = re.findall(rf"^(\S.*?)\s+(\d)\s+{N}\s+{N}\s+{N}x\s+{N}\s+{N}%\s+{N}\s+{N}\s+{N}x"
-                      rf"\s+{N}\s+{N}x$", out, re.MULTILINE)
+    rows = re.findall(rf"^(\S.*?)\s+(\d)\s+{N}\s+{N}\s+{N}x\s+{N}x\s+{N}\s+{N}%\s+{N}\s+{N}"
+                      rf"\s+{N}x\s+{N}\s+{N}x$", out, re.MULTILINE)
     models = list(dict.fromkeys(r[0] for r in rows))
-    assert models[:2] == ["demo checkpoint", "demo checkpoint, light head"], models
-    assert len(models) == 4, models
+    assert models[:3] == ["demo checkpoint", "demo checkpoint, light head",
+                          "demo checkpoint, MLP head"], models
+    assert len(models) == 5, models
     assert len(rows) == 2 * len(models), "k = 1, 2 for every model in --quick"
     for model, k, *nums in rows:
-        (greedy, spec, speedup, per_call, accept, measured, predicted, pred_speedup,
+        (greedy, spec, speedup, decode, per_call, accept, measured, predicted, pred_speedup,
          predicted_ops, pred_speedup_ops) = map(_num, nums)
         assert greedy > 0 and spec > 0 and measured > 0 and predicted > 0 and pred_speedup > 0
+        assert decode > 0
         assert predicted_ops > 1 and pred_speedup_ops > 0  # a round computes more than a step
         # the printed speed-up is the ratio of the (rounded) tokens/s beside it
         assert speedup == pytest.approx(spec / greedy, rel=0.02, abs=0.01), model
@@ -233,11 +235,15 @@ def test_speculative_benchmark_json() -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads(proc.stdout)
     assert rows[0]["model"] == "demo checkpoint" and [r["k"] for r in rows[:2]] == [1, 2]
-    assert [(r["model"], r["k"]) for r in rows[2:4]] == [
-        ("demo checkpoint, light head", 1), ("demo checkpoint, light head", 2)]
+    assert [(r["model"], r["k"]) for r in rows[2:6]] == [
+        ("demo checkpoint, light head", 1), ("demo checkpoint, light head", 2),
+        ("demo checkpoint, MLP head", 1), ("demo checkpoint, MLP head", 2)]
     for r in rows:
         assert {"k", "greedy_tokens_per_s", "speculative_tokens_per_s", "tokens_per_call",
-                "acceptance"} <= set(r)
+                "acceptance", "greedy_decode_tokens_per_s", "speculative_decode_tokens_per_s",
+                "decode_speedup"} <= set(r)
+        assert r["decode_speedup"] == pytest.approx(
+            r["speculative_decode_tokens_per_s"] / r["greedy_decode_tokens_per_s"])
         assert r["greedy_tokens_per_s"] > 0 and r["speculative_tokens_per_s"] > 0
         assert 0.0 <= r["acceptance"] <= 1.0 and 1.0 <= r["tokens_per_call"] <= r["k"] + 1
         assert r["speedup"] == pytest.approx(

@@ -133,9 +133,10 @@ def test_speculative_equals_greedy_on_the_trained_checkpoint(backend: str) -> No
 
 @pytest.mark.parametrize(("head", "backend"), [
     ("block", "reference"), ("block", "jax"),
-    ("light", "reference"), ("light", "arena"), ("light", "jax")])
+    ("light", "reference"), ("light", "arena"), ("light", "jax"),
+    ("mlp", "reference"), ("mlp", "arena"), ("mlp", "jax")])
 def test_speculative_accepts_good_drafts(head: str, backend: str) -> None:
-    """Rigged weights (every draft right), either MTP head: k drafts accepted per round,
+    """Rigged weights (every draft right), every MTP head: k drafts accepted per round,
     exactly one call per round."""
     cfg = QwenConfig(vocab=16, d_model=32, n_layers=1, n_heads=4, n_kv_heads=2, d_ffn=32,
                      max_ctx=64)
