@@ -1,6 +1,6 @@
 """Speculative decoding (one compiled graph per round) against greedy decoding, in wall time.
 
-Run: python benchmarks/bench_speculative.py [--quick] [--json]
+Run: python benchmarks/bench_speculative.py [--quick] [--json] [--stream] [--held-out]
 
 For each model and draft length k, on the JAX backend: greedy decoding (one call per
 token) and speculative decoding with the MTP head (one call for the prompt, one per
@@ -33,6 +33,9 @@ Models:
 - ``larger, rigged``: the same sizes with weights under which every draft is right
   (:func:`graphc.examples.speculative.rigged_params`): the ceiling at those sizes.
 
+``--held-out`` instead runs the demo checkpoint's three heads at k = 1 and 4 on 8
+held-out prompts (:func:`held_out`), so the figures do not rest on the demo prompt alone.
+
 Two predictions of the decoding speed-up stand beside each measurement. The FLOP and
 call-count model: a call costs a fixed ``t_call`` (measured: a compiled call that does no
 arithmetic) plus its FLOPs (:func:`graphc.passes.cost`) at the rate a greedy decode step
@@ -61,6 +64,7 @@ import numpy as np
 from graphc.examples.demo import PROMPT
 from graphc.examples.qwen import QwenConfig, init_params, load_weights, mlp_param_shapes
 from graphc.examples.speculative import (
+    HEADS,
     Runner,
     greedy_generate,
     rigged_params,
@@ -97,6 +101,26 @@ def ops(g: gc.Graph) -> int:
                if not t.is_leaf and not (t.op in gc.OP_TABLE and gc.OP_TABLE[t.op].is_view))
 
 
+def timed_pair(runner: Runner, prompt: list[int], n_new: int, k: int, repeats: int,
+               stream: bool = False) -> tuple[float, float, float, float]:
+    """Greedy and speculative decoding of ``prompt`` timed alternately: (median seconds of
+    a greedy generation, of a speculative one, and the median decoding tokens/s of each,
+    over the same runs)."""
+    g_decode: list[float] = []
+    s_decode: list[float] = []
+
+    def greedy() -> None:
+        g_decode.append(greedy_generate(runner, prompt, n_new, stream=stream)[1]
+                        .decode_tokens_per_second)
+
+    def speculative() -> None:
+        s_decode.append(speculative_generate(runner, prompt, n_new, k, stream=stream)[1]
+                        .decode_tokens_per_second)
+
+    t_greedy, t_spec = interleaved_medians([greedy, speculative], repeats)
+    return t_greedy, t_spec, float(np.median(g_decode)), float(np.median(s_decode))
+
+
 def measure(model: str, cfg: QwenConfig, params: dict[str, np.ndarray], prompt: list[int],
             n_new: int, ks: list[int], repeats: int, t_call: float, stream: bool = False,
             head: str = "block") -> list[dict[str, Any]]:
@@ -113,20 +137,8 @@ def measure(model: str, cfg: QwenConfig, params: dict[str, np.ndarray], prompt: 
         if spec != plain:
             raise SystemExit(f"{model}, k={k}: speculative output differs from greedy")
         _, rnd = runner.speculative(len(prompt), k)
-        g_decode: list[float] = []
-        s_decode: list[float] = []
-
-        def timed_greedy(out: list[float] = g_decode) -> None:
-            out.append(greedy_generate(runner, prompt, n_new, stream=stream)[1]
-                       .decode_tokens_per_second)
-
-        def timed_spec(k: int = k, out: list[float] = s_decode) -> None:
-            out.append(speculative_generate(runner, prompt, n_new, k, stream=stream)[1]
-                       .decode_tokens_per_second)
-
-        t_greedy, t_spec = interleaved_medians([timed_greedy, timed_spec], repeats)
-        # decoding alone (the prompt call left out): medians over the same runs
-        g_dec, s_dec = float(np.median(g_decode)), float(np.median(s_decode))
+        t_greedy, t_spec, g_dec, s_dec = timed_pair(runner, prompt, n_new, k, repeats,
+                                                    stream)
         per_round = (stats.tokens - 1) / max(stats.calls - 1, 1)
         # a step's and a round's time as the decoding loops see them
         t_step, t_round = 1.0 / g_dec, per_round / s_dec
@@ -185,6 +197,39 @@ def models(quick: bool) -> list[Model]:
     return out
 
 
+def held_out(quick: bool) -> None:
+    """The demo checkpoint's heads on held-out prompts (8 prompts of 64 bytes from the
+    held-out files, 48 new tokens; ``--quick``: 2 prompts, 16 tokens): per head and k,
+    the median, lowest and highest speed-up over the prompts (each prompt's own median of
+    alternating runs), the median decoding speed-up and the mean acceptance."""
+    from graphc.examples.study import held_out_prompts
+
+    params, cfg = load_weights(str(CHECKPOINT))
+    assert cfg is not None
+    n, n_new, repeats = (2, 16, 3) if quick else (8, 48, 5)
+    prompts = held_out_prompts(n, 64, 0)
+    print(f"held-out prompts: {n} of 64 bytes, {n_new} new tokens, medians of {repeats} "
+          "alternating runs per prompt")
+    print(f"{'head':<6} {'k':>2} {'speed-up':>9} {'lowest':>7} {'highest':>8} {'decode':>7} "
+          f"{'accept':>7}")
+    for head in HEADS:
+        runner = Runner(cfg, params, backend="jax", head=head)
+        for k in (1, 4):
+            ups, decs, acc = [], [], []
+            for prompt in prompts:
+                runner.prepare(len(prompt), k)
+                plain, _ = greedy_generate(runner, prompt, n_new)
+                spec, stats = speculative_generate(runner, prompt, n_new, k)
+                if spec != plain:
+                    raise SystemExit(f"held-out, {head} head, k={k}: output differs")
+                t_g, t_s, g_dec, s_dec = timed_pair(runner, prompt, n_new, k, repeats)
+                ups.append(t_g / t_s)
+                decs.append(s_dec / g_dec)
+                acc.append(stats.acceptance_rate)
+            print(f"{head:<6} {k:>2} {np.median(ups):8.2f}x {min(ups):6.2f}x {max(ups):7.2f}x "
+                  f"{np.median(decs):6.2f}x {100 * np.mean(acc):6.1f}%")
+
+
 def main() -> None:
     """Measure every model at every k; print a table, or JSON with ``--json``."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -194,7 +239,12 @@ def main() -> None:
     ap.add_argument("--stream", action="store_true",
                     help="read every call's tokens before the next call (streaming output, "
                          "stop tokens), in greedy and speculative decoding alike")
+    ap.add_argument("--held-out", action="store_true",
+                    help="instead: the demo checkpoint's heads on held-out prompts")
     args = ap.parse_args()
+    if args.held_out:
+        held_out(args.quick)
+        return
     ks, n_new, repeats = ([1, 2], 16, 3) if args.quick else ([1, 2, 3, 4], 40, 7)
     t_call = call_overhead(repeats)
     rows: list[dict[str, Any]] = []

@@ -254,3 +254,20 @@ def test_gpu_check_refuses_without_a_gpu() -> None:
     proc = subprocess.run([sys.executable, str(BENCH / "gpu_check.py")], capture_output=True,
                           text=True, check=False, timeout=120)
     assert proc.returncode == 2 and "no GPU visible" in proc.stdout
+
+
+def test_speculative_benchmark_held_out() -> None:
+    """``--held-out --quick``: every head at k = 1 and 4, speed-ups ordered lowest <=
+    median <= highest, outputs checked equal to greedy inside the script."""
+    proc = subprocess.run([sys.executable, str(BENCH / "bench_speculative.py"), "--quick",
+                           "--held-out"], capture_output=True, text=True, check=False,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "held-out prompts: 2 of 64 bytes" in proc.stdout
+    rows = re.findall(rf"^(block|light|mlp)\s+(\d)\s+{N}x\s+{N}x\s+{N}x\s+{N}x\s+{N}%$",
+                      proc.stdout, re.MULTILINE)
+    assert [(h, k) for h, k, *_ in rows] == [(h, k) for h in ("block", "light", "mlp")
+                                             for k in ("1", "4")]
+    for _, _, median, low, high, decode, accept in rows:
+        assert 0 < _num(low) <= _num(median) <= _num(high) and _num(decode) > 0
+        assert 0 <= _num(accept) <= 100
