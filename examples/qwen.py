@@ -42,7 +42,8 @@ import graphc as gc
 
 @dataclass(frozen=True)
 class QwenConfig:
-    """Model sizes. ``max_ctx`` is the KV-cache length."""
+    """Model sizes. ``max_ctx`` is the KV-cache length; ``mlp_width`` the MLP MTP head's
+    hidden width (None: the default of :func:`mlp_width`)."""
 
     vocab: int = 256
     d_model: int = 64
@@ -53,6 +54,7 @@ class QwenConfig:
     rope_theta: float = 10000.0
     max_ctx: int = 128
     eps: float = 1e-6
+    mlp_width: int | None = None
 
     @property
     def head_dim(self) -> int:
@@ -61,7 +63,8 @@ class QwenConfig:
 
     def __post_init__(self) -> None:
         if min(self.vocab, self.d_model, self.n_heads, self.n_kv_heads, self.d_ffn,
-               self.max_ctx) < 1 or self.n_layers < 0:
+               self.max_ctx, 1 if self.mlp_width is None else self.mlp_width) < 1 \
+                or self.n_layers < 0:
             raise gc.GraphError(f"every size of {self} must be positive")
         if self.d_model % self.n_heads or self.n_heads % self.n_kv_heads:
             raise gc.GraphError(f"d_model ({self.d_model}) must divide by n_heads "
@@ -108,10 +111,11 @@ def light_param_shapes(cfg: QwenConfig) -> dict[str, tuple[int, ...]]:
 
 
 def mlp_width(cfg: QwenConfig) -> int:
-    """Width of the MLP head's hidden layer (:class:`MlpMtpHead`): 2 d_model. (On the
-    demo checkpoint, d_model and 4 d_model were tried too: the narrower head drafted
-    worse, the wider one cost more per draft than its better drafts saved.)"""
-    return 2 * cfg.d_model
+    """Width of the MLP head's hidden layer (:class:`MlpMtpHead`): ``cfg.mlp_width``, by
+    default 2 d_model. (On the demo checkpoint, d_model and 4 d_model were tried too: the
+    narrower head drafted worse, the wider one cost more per draft than its better drafts
+    saved.)"""
+    return 2 * cfg.d_model if cfg.mlp_width is None else cfg.mlp_width
 
 
 def mlp_param_shapes(cfg: QwenConfig) -> dict[str, tuple[int, ...]]:

@@ -3,6 +3,7 @@
 Run: python examples/train_tiny.py [--steps 1600] [--out examples/tiny_mtp.npz] [--quick]
      python examples/train_tiny.py --light-head-on examples/tiny_mtp.npz [--steps 4000]
      python examples/train_tiny.py --mlp-head-on examples/tiny_mtp.npz [--steps 4000]
+                                   [--mlp-width N]
 
 - **Model:** the Qwen-style model of ``qwen.py`` (byte vocabulary of 256, d_model 128,
   2 layers, 4 heads / 2 KV heads, SwiGLU 256) and two MTP heads. ``mtp.*`` is trained on
@@ -374,15 +375,21 @@ def train_light(params: dict[str, np.ndarray], cfg: QwenConfig, steps: int = LIG
 
 def add_head(kind: str, path: str, steps: int | None = None, batch: int = 16,
              seq: int = 128, seed: int = 0, lr: float = 3e-3,
-             log: Callable[[str], None] = print) -> dict[str, Any]:
+             log: Callable[[str], None] = print, mlp_width: int | None = None
+             ) -> dict[str, Any]:
     """Train a ``kind`` head on the checkpoint at ``path`` (:func:`train_head`) and write
     the checkpoint back atomically with the head's arrays added (replaced, if it had
-    them), every other array and config unchanged, and the run recorded under the
-    recipe's info key (the other info keys kept). Returns that record."""
+    them), every other array unchanged, and the run recorded under the recipe's info key
+    (the other info keys kept). The config is unchanged, except that ``mlp_width`` (MLP
+    head only) sets its hidden width. Returns that record."""
     recipe = RECIPES[kind]
     params, cfg = load_weights(path)
     if cfg is None:
         raise SystemExit(f"{path}: no config stored with the weights")
+    if mlp_width is not None:
+        if kind != "mlp":
+            raise SystemExit("--mlp-width applies to the MLP head only")
+        cfg = dataclasses.replace(cfg, mlp_width=mlp_width)
     info = load_info(path)
     head, record = train_head(kind, params, cfg, steps, batch, seq, seed, lr, log=log)
     kept = {k: v for k, v in params.items() if not k.startswith(recipe.prefix)}
@@ -422,11 +429,17 @@ def main() -> None:
     ap.add_argument("--mlp-head-on", metavar="CHECKPOINT",
                     help="distill only an MLP MTP head (mtpm.*) from CHECKPOINT's frozen "
                          "main model and add it to CHECKPOINT (every other array unchanged)")
+    ap.add_argument("--mlp-width", type=int, default=None,
+                    help="with --mlp-head-on: the head's hidden width (default 2 d_model; "
+                         "stored in the checkpoint's config)")
     args = ap.parse_args()
+    if args.mlp_width is not None and not args.mlp_head_on:
+        raise SystemExit("--mlp-width needs --mlp-head-on")
     for kind, path in (("light", args.light_head_on), ("mlp", args.mlp_head_on)):
         if path:
             steps = 50 if args.quick else args.steps or RECIPES[kind].steps
-            add_head(kind, path, steps, args.batch, args.seq, args.seed, args.lr)
+            add_head(kind, path, steps, args.batch, args.seq, args.seed, args.lr,
+                     mlp_width=args.mlp_width if kind == "mlp" else None)
             print(f"added the {kind} head to {path}")
             return
     steps = 50 if args.quick else args.steps or 1600

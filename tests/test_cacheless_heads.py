@@ -337,3 +337,28 @@ def test_demo_with_a_single_new_token(capsys: pytest.CaptureFixture[str]) -> Non
                  "--draft", "2", "--repeats", "1", "--backend", "arena"]) == 0
     out = capsys.readouterr().out
     assert "demo ok" in out and "decoding alone 0 against 0 (-)" in out
+
+
+def test_mlp_width_is_chosen_at_training_and_stored(tmp_path: Path) -> None:
+    """``--mlp-width``: the MLP head's hidden width goes into the checkpoint's config, so
+    the graphs built from that config fit the trained arrays."""
+    from graphc.examples.train_tiny import add_head
+
+    cfg = QwenConfig(vocab=256, d_model=32, n_layers=1, n_heads=4, n_kv_heads=2, d_ffn=48,
+                     max_ctx=32)
+    assert mlp_width(cfg) == 64 and mlp_width(QwenConfig(mlp_width=8)) == 8
+    with pytest.raises(gc.GraphError, match="must be positive"):
+        QwenConfig(mlp_width=0)
+    path = str(tmp_path / "ck.npz")
+    save_weights(path, init_params(cfg, seed=7), cfg)
+    add_head("mlp", path, steps=2, batch=2, seq=16, seed=1, log=lambda _: None,
+             mlp_width=24)
+    written, wcfg = load_weights(path)
+    assert wcfg is not None and wcfg.mlp_width == 24
+    assert written["mtpm.a"].shape == (32, 24) and written["mtpm.c"].shape == (24, 24)
+    runner = Runner(wcfg, written, backend="reference", head="mlp")
+    prompt = list(b"def f(")
+    assert speculative_generate(runner, prompt, 6, 2)[0] == \
+        greedy_generate(runner, prompt, 6)[0]
+    with pytest.raises(SystemExit, match="MLP head only"):
+        add_head("light", path, steps=1, mlp_width=24)
