@@ -314,13 +314,6 @@ def evaluate_head(kind: str, params: dict[str, Any], held: np.ndarray, seq: int 
     return round(float(value), 4), [round(float(m), 4) for m in np.atleast_1d(metric)]
 
 
-def evaluate_light(params: dict[str, Any], held: np.ndarray, seq: int = 128, seed: int = 0,
-                   n: int = 64, cfg: QwenConfig = CONFIG) -> float:
-    """Mean held-out cross-entropy of the light head (``params`` holds the main model's
-    weights and ``mtpl.*``) on the same ``n`` windows :func:`evaluate` uses."""
-    return evaluate_head("light", params, held, seq, seed, n, cfg)[0]
-
-
 def train_head(kind: str, params: dict[str, np.ndarray], cfg: QwenConfig,
                steps: int | None = None, batch: int = 16, seq: int = 128, seed: int = 0,
                lr: float = 3e-3, weight_decay: float = 0.01,
@@ -365,14 +358,6 @@ def train_head(kind: str, params: dict[str, np.ndarray], cfg: QwenConfig,
     return out, info
 
 
-def train_light(params: dict[str, np.ndarray], cfg: QwenConfig, steps: int = LIGHT_STEPS,
-                batch: int = 16, seq: int = 128, seed: int = 0, lr: float = 3e-3,
-                weight_decay: float = 0.01, log: Callable[[str], None] = print
-                ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """:func:`train_head` for the light head."""
-    return train_head("light", params, cfg, steps, batch, seq, seed, lr, weight_decay, log)
-
-
 def add_head(kind: str, path: str, steps: int | None = None, batch: int = 16,
              seq: int = 128, seed: int = 0, lr: float = 3e-3,
              log: Callable[[str], None] = print, mlp_width: int | None = None
@@ -400,13 +385,6 @@ def add_head(kind: str, path: str, steps: int | None = None, batch: int = 16,
     if changed:
         raise SystemExit(f"{path}: arrays changed on writing: {changed}")
     return record
-
-
-def add_light_head(path: str, steps: int = LIGHT_STEPS, batch: int = 16, seq: int = 128,
-                   seed: int = 0, lr: float = 3e-3, log: Callable[[str], None] = print
-                   ) -> dict[str, Any]:
-    """:func:`add_head` for the light head (recorded as ``__info__["light_head"]``)."""
-    return add_head("light", path, steps, batch, seq, seed, lr, log)
 
 
 def main() -> None:
