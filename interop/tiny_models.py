@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from graphc.examples.qwen import QwenConfig
 from graphc.interop.ggml_abi import INSTALL
 from graphc.interop.gguf_export import add_byte_tokenizer, write_atomically
 
@@ -26,22 +27,16 @@ from graphc.errors import GraphError
 VOCAB = 256
 
 
-@dataclass(frozen=True)
-class TinySizes:
-    """Sizes of a tiny model (defaults: the ones ``../shared/notes/llama-cpp.md`` ran)."""
+TINY = QwenConfig(vocab=VOCAB, max_ctx=256)
+"""Default sizes of the tiny models (the ones ``../shared/notes/llama-cpp.md`` ran):
+:class:`~graphc.examples.qwen.QwenConfig`'s defaults, a byte vocabulary and a trained
+context (``max_ctx``) of 256."""
 
-    d_model: int = 64
-    n_layers: int = 2
-    n_heads: int = 4
-    n_kv_heads: int = 2
-    d_ffn: int = 128
-    n_ctx_train: int = 256
-    eps: float = 1e-6
-    rope_theta: float = 10000.0
 
-    @property
-    def head_dim(self) -> int:
-        return self.d_model // self.n_heads
+def _check_sizes(s: QwenConfig) -> None:
+    if s.vocab != VOCAB:
+        raise GraphError(f"the tiny models use a byte vocabulary of {VOCAB}, got {s.vocab}",
+                         fix=f"pass a QwenConfig with vocab={VOCAB}")
 
 
 def _writer(path: Path, arch: str) -> tuple[Any, Any]:
@@ -79,7 +74,7 @@ class _Weights:
                           else (self.rng.standard_normal(n) * 0.1).astype(np.float32))
 
 
-def _attention_block(w: _Weights, s: TinySizes, i: int, qk_norm: bool = True,
+def _attention_block(w: _Weights, s: QwenConfig, i: int, qk_norm: bool = True,
                      q_gate: bool = False) -> None:
     d, hd = s.d_model, s.head_dim
     b = f"blk.{i}"
@@ -93,7 +88,7 @@ def _attention_block(w: _Weights, s: TinySizes, i: int, qk_norm: bool = True,
     w.mat(f"{b}.attn_output.weight", d, s.n_heads * hd)
 
 
-def _ffn(w: _Weights, s: TinySizes, i: int, norm: str = "ffn_norm") -> None:
+def _ffn(w: _Weights, s: QwenConfig, i: int, norm: str = "ffn_norm") -> None:
     b = f"blk.{i}"
     w.vec(f"{b}.{norm}.weight", s.d_model)
     w.mat(f"{b}.ffn_gate.weight", s.d_ffn, s.d_model)
@@ -101,9 +96,10 @@ def _ffn(w: _Weights, s: TinySizes, i: int, norm: str = "ffn_norm") -> None:
     w.mat(f"{b}.ffn_down.weight", s.d_model, s.d_ffn)
 
 
-def write_qwen3(path: str | Path, sizes: TinySizes = TinySizes(), seed: int = 0) -> Path:
+def write_qwen3(path: str | Path, sizes: QwenConfig = TINY, seed: int = 0) -> Path:
     """A random dense ``qwen3`` model at ``path`` (atomically); returns the path."""
     s = sizes
+    _check_sizes(s)
     w = _Weights(seed)
     w.mat("token_embd.weight", VOCAB, s.d_model)
     for i in range(s.n_layers):
@@ -114,7 +110,7 @@ def write_qwen3(path: str | Path, sizes: TinySizes = TinySizes(), seed: int = 0)
 
     def write(tmp: Path) -> None:
         gguf, g = _writer(tmp, "qwen3")
-        g.add_context_length(s.n_ctx_train)
+        g.add_context_length(s.max_ctx)
         g.add_embedding_length(s.d_model)
         g.add_block_count(s.n_layers)
         g.add_feed_forward_length(s.d_ffn)
@@ -148,12 +144,13 @@ class TinySsm:
         return self.state * self.value_heads
 
 
-def write_qwen35_mtp(path: str | Path, sizes: TinySizes = TinySizes(), ssm: TinySsm = TinySsm(),
+def write_qwen35_mtp(path: str | Path, sizes: QwenConfig = TINY, ssm: TinySsm = TinySsm(),
                      seed: int = 0) -> Path:
     """A random ``qwen35`` model at ``path``: ``sizes.n_layers`` trunk blocks alternating
     gated delta net and full attention (``full_attention_interval = 2``), then one MTP
     block (``nextn_predict_layers = 1``). Returns the path."""
     s = sizes
+    _check_sizes(s)
     w = _Weights(seed)
     d, hd = s.d_model, s.head_dim
     w.mat("token_embd.weight", VOCAB, d)
@@ -187,7 +184,7 @@ def write_qwen35_mtp(path: str | Path, sizes: TinySizes = TinySizes(), ssm: Tiny
     def write(tmp: Path) -> None:
         gguf, g = _writer(tmp, "qwen35")
         arch = "qwen35"
-        g.add_context_length(s.n_ctx_train)
+        g.add_context_length(s.max_ctx)
         g.add_embedding_length(d)
         g.add_block_count(n_all)
         g.add_feed_forward_length(s.d_ffn)

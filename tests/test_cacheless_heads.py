@@ -362,3 +362,45 @@ def test_mlp_width_is_chosen_at_training_and_stored(tmp_path: Path) -> None:
         greedy_generate(runner, prompt, 6)[0]
     with pytest.raises(SystemExit, match="MLP head only"):
         add_head("light", path, steps=1, mlp_width=24)
+
+
+def test_distillation_targets_against_a_pair_by_pair_oracle() -> None:
+    """``make_mlp_loss`` (batched JAX, slices of the main model's outputs) against an
+    oracle that shares none of its indexing: the main model on the reference backend,
+    then for every pair t and depth j the head computed pair by pair in NumPy from the
+    true tokens t+1..t+j, compared with the main model's distribution at position t+j."""
+    import jax.numpy as jnp
+    from graphc.examples.qwen import build_main
+    from graphc.examples.train_tiny import make_mlp_loss
+
+    seq, depth = 12, 3
+    params = init_params(CFG, seed=9, mlp=True)
+    rng = np.random.default_rng(3)
+    batch = rng.integers(0, CFG.vocab, size=(2, seq + 1)).astype(np.int32)
+    mlp = {k: jnp.asarray(v) for k, v in params.items() if k.startswith("mtpm.")}
+    frozen = {k: jnp.asarray(v) for k, v in params.items() if not k.startswith("mtp")}
+    loss, agree = make_mlp_loss(CFG, seq, depth)(mlp, frozen, jnp.asarray(batch))
+
+    g = build_main(CFG, seq, kv_cache=False)
+    main = gc.compile(g, params={k: v for k, v in params.items() if k in g.params},
+                      reads={"logits": "all", "h_post_norm": "all"}, backend="reference")
+    a, b, c, w = (params[f"mtpm.{n}"].astype(np.float64) for n in "abcw")
+    ces: list[list[float]] = [[] for _ in range(depth)]
+    hits: list[list[bool]] = [[] for _ in range(depth)]
+    for s in batch:
+        out = main.run({"tokens": s[:-1], "pos": np.arange(seq, dtype=np.int32)})
+        logits, hidden = out["logits"].astype(np.float64), out["h_post_norm"]
+        for t in range(seq - depth):
+            z = _silu(hidden[t] @ a + b[s[t + 1]])
+            for j in range(1, depth + 1):
+                if j > 1:
+                    z = _silu(z @ c + b[s[t + j]])
+                draft = z @ w
+                target = logits[t + j]  # the main model's distribution over token t+j+1
+                p = np.exp(target - target.max())
+                p /= p.sum()
+                log_q = draft - draft.max() - np.log(np.exp(draft - draft.max()).sum())
+                ces[j - 1].append(float(-(p * log_q).sum()))
+                hits[j - 1].append(bool(np.argmax(draft) == np.argmax(target)))
+    assert float(loss) == pytest.approx(np.mean([np.mean(x) for x in ces]), rel=1e-4)
+    np.testing.assert_allclose(np.asarray(agree), [np.mean(h) for h in hits], atol=1e-6)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +117,17 @@ class _Graph:
         imp = import_capture(capture_cgraph(self.graph))
         return [imp.explain(v) for v in check_import(imp)]
 
+    def tampering_changes_and_is_flagged(self, out: int, tamper: Callable[[], None]) -> None:
+        """Assert that the plan of ``out`` is clean, then that after ``tamper`` (moving a
+        pointer, bending strides) ggml really computes a different ``out`` and graphc
+        reports a hazard."""
+        clean = self.compute(out)
+        assert self.hazards() == []
+        tamper()
+        (got,) = self.compute(out)
+        assert not np.array_equal(got, clean[0])  # ggml really read or wrote wrong bytes
+        assert self.hazards() != []
+
     def free(self) -> None:
         b = self.b
         if self.sched:
@@ -178,12 +189,11 @@ def test_moved_view_data_pointer_is_not_missed(gg: _Graph) -> None:
     o = gg.name(b.ggml_mul_mat(gg.ctx, w, hv), "out", output=True)
     o2 = gg.name(b.ggml_add(gg.ctx, z, z), "out2", output=True)
     gg.alloc(o, o2)
-    clean = gg.compute(o)
-    assert gg.hazards() == []
-    tensor_at(hv).data = tensor_at(z).data
-    (got,) = gg.compute(o)
-    assert not np.array_equal(got, clean[0])  # ggml really read the wrong bytes
-    assert gg.hazards() != []
+
+    def move() -> None:
+        tensor_at(hv).data = tensor_at(z).data
+
+    gg.tampering_changes_and_is_flagged(o, move)
 
 
 def test_moved_cpy_destination_pointer_is_not_missed(gg: _Graph) -> None:
@@ -204,12 +214,11 @@ def test_moved_cpy_destination_pointer_is_not_missed(gg: _Graph) -> None:
     cp = gg.name(b.ggml_cpy(gg.ctx, hv, dv), "cpy")
     fin = gg.name(b.ggml_add(gg.ctx, dst, keep), "final", output=True)
     gg.alloc(cp, fin)
-    clean = gg.compute(fin)
-    assert gg.hazards() == []
-    tensor_at(cp).data = tensor_at(keep).data
-    (got,) = gg.compute(fin)
-    assert not np.array_equal(got, clean[0])
-    assert gg.hazards() != []
+
+    def move() -> None:
+        tensor_at(cp).data = tensor_at(keep).data
+
+    gg.tampering_changes_and_is_flagged(fin, move)
 
 
 def test_node_with_strided_nb_that_writes_past_its_size_is_not_missed(gg: _Graph) -> None:
@@ -227,15 +236,14 @@ def test_node_with_strided_nb_that_writes_past_its_size_is_not_missed(gg: _Graph
     s = gg.name(b.ggml_add(gg.ctx, h, h), "s")
     o = gg.name(b.ggml_add(gg.ctx, s, k), "o", output=True)
     gg.alloc(o)
-    clean = gg.compute(o)
-    assert gg.hazards() == []
-    th = tensor_at(h)
     assert _offset(h) < _offset(z) < _offset(h) + 2 * D * 4 * N  # inside the strided span
-    th.nb[1] = 2 * D * 4
-    th.nb[2] = th.nb[3] = 2 * D * 4 * N
-    (got,) = gg.compute(o)
-    assert not np.array_equal(got, clean[0])
-    assert gg.hazards() != []
+
+    def stride() -> None:
+        th = tensor_at(h)
+        th.nb[1] = 2 * D * 4
+        th.nb[2] = th.nb[3] = 2 * D * 4 * N
+
+    gg.tampering_changes_and_is_flagged(o, stride)
 
 
 # ---------------------------------------------------------------- the dynamic check
