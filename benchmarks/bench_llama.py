@@ -25,7 +25,7 @@ import numpy as np
 from graphc.interop.ggml_import import check_import, import_capture
 from graphc.interop.ggml_oracle import move_every_node
 from graphc.interop.llama_check import judge
-from graphc.interop.llama_run import capture_llama
+from graphc.interop.llama_run import Mode, capture_llama
 from graphc.interop.seed import seed_graph
 from graphc.interop.tiny_models import write_qwen3, write_qwen35_mtp
 
@@ -42,13 +42,13 @@ def main() -> None:
         q3 = write_qwen3(Path(tmp) / "tiny-qwen3.gguf")
         q35 = write_qwen35_mtp(Path(tmp) / "tiny-qwen35.gguf")
         runs = [("qwen3", capture_llama(q3, PROMPT)),
-                ("qwen35", capture_llama(q35, PROMPT, mtp=True))]
+                ("qwen35", capture_llama(q35, PROMPT, Mode(mtp=True)))]
         if not args.quick:
             full = [10 + i % 200 for i in range(63)]  # n_ctx 64 = n_ubatch: a full batch
             runs.append(("qwen3 (63-token prompt)", capture_llama(q3, full)))
             runs.append(("qwen35 (f16 KV, flash attn)",
-                         capture_llama(q35, PROMPT, mtp=True, kv_type="f16",
-                                       flash_attn=True)))
+                         capture_llama(q35, PROMPT, Mode(mtp=True, kv_type="f16",
+                                                         flash_attn=True))))
     for model, run in runs:
         for label, cap in run.captures.items():
             if model.startswith("qwen3 (") and label != "prompt":

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from graphc.graph import Graph
+    from graphc.interop.llama_check import ModeRow
+    from graphc.interop.llama_run import Mode
     from graphc.passes.aliasing import Violation
     from graphc.passes.cost import CostReport
     from graphc.passes.memory import MemoryPlan, Peak
@@ -222,46 +224,89 @@ def _cmd_check_capture(args: argparse.Namespace) -> int:
     return EXIT_OK if verdict.safe else EXIT_PROBLEMS
 
 
+def _llama_mode(args: argparse.Namespace) -> Mode:
+    from graphc.interop.llama_run import Mode
+
+    return Mode(logits=args.logits, embeddings=args.embeddings,
+                mtp=args.mtp or (args.tiny == "qwen35" and not args.all_modes),
+                layer_inputs=args.layer_inputs, backend_sampling=args.backend_sampling,
+                seqs=args.seqs, n_ubatch=args.n_ubatch, kv_type=args.kv_type,
+                flash_attn=args.flash_attn)
+
+
 def _cmd_llama_check(args: argparse.Namespace) -> int:
-    """``graphc llama-check MODEL.gguf``: capture llama.cpp's decode graphs and judge them."""
+    """``graphc llama-check MODEL.gguf``: capture llama.cpp's decode graphs, with what the
+    host copies out after each, and judge them (``--all-modes``: every mode, one table)."""
     import tempfile
 
     from graphc.interop.ggml_abi import need_llama
 
     need_llama()
-    from graphc.interop.llama_check import judge
-    from graphc.interop.llama_run import capture_llama
-    from graphc.interop.tiny_models import write_qwen3, write_qwen35_mtp
+    from graphc.interop.llama_check import check_mode, check_modes, default_modes
+    from graphc.interop.tiny_models import TINY_ARCHS
 
     if bool(args.model) == bool(args.tiny):
-        raise GraphError("give a GGUF model file or --tiny qwen3|qwen35, not both or neither")
+        raise GraphError("give a GGUF model file or --tiny ARCH, not both or neither",
+                         fix="--tiny takes " + ", ".join(TINY_ARCHS))
     tokens = ([int(t) for t in args.tokens.split(",")] if args.tokens
               else list(args.prompt.encode()))
+    mode = _llama_mode(args)  # checks the flags before anything runs
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
         if args.tiny:
-            write = write_qwen3 if args.tiny == "qwen3" else write_qwen35_mtp
-            model = str(write(Path(tmp) / f"tiny-{args.tiny}.gguf"))
-        run = capture_llama(model, tokens, mtp=args.mtp or args.tiny == "qwen35",
-                            n_ctx=args.n_ctx, kv_type=args.kv_type,
-                            flash_attn=args.flash_attn)
-    verdicts = [judge(cap, label) for label, cap in run.captures.items()]
+            model = str(TINY_ARCHS[args.tiny](Path(tmp) / f"tiny-{args.tiny}.gguf"))
+        elif not Path(model).is_file():
+            raise GraphError(f"{model}: no such model file")
+        if args.all_modes:
+            rows = check_modes(model, tokens, default_modes(len(tokens)), n_ctx=args.n_ctx)
+            return _print_modes(rows, args)
+        row = check_mode(model, tokens, mode, n_ctx=args.n_ctx)
+    if row.unsupported is not None:
+        raise GraphError(row.unsupported)
+    if row.error is not None:
+        raise GraphError(row.error)
+    verdicts = row.verdicts
     if args.save:
         Path(args.save).mkdir(parents=True, exist_ok=True)
-        for label, cap in run.captures.items():
-            cap.save(Path(args.save) / f"{label}.json")
+        for v in verdicts:
+            v.capture.save(Path(args.save) / f"{v.label}.json")
     if args.json:
         print(json.dumps([v.to_dict() for v in verdicts], indent=1))
     else:
+        print(f"mode: {mode.label()}")
         for v in verdicts:
             print("\n".join(v.lines()))
             if args.nodes:
-                for rid in v.capture.order:
+                for k, rid in enumerate(v.capture.order):
                     rec = v.capture.tensors[rid]
-                    print(f"    #{rid:<4} {rec.describe():<60} {' '.join(rec.flag_names)}")
+                    print(f"    node {k:<4} {rec.describe():<60} {' '.join(rec.flag_names)}")
         if args.save:
             print(f"captures saved in {args.save}/ (graphc check {args.save}/prompt.json)")
     return EXIT_OK if all(v.safe for v in verdicts) else EXIT_PROBLEMS
+
+
+def _print_modes(rows: list[ModeRow], args: argparse.Namespace) -> int:
+    """The ``--all-modes`` table; exit 1 if any mode is unsafe, 2 if graphc could not
+    judge one (a mode the model does not support is neither)."""
+    if args.json:
+        print(json.dumps([r.to_dict() for r in rows], indent=1))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(title="graphc llama-check --all-modes")
+        for col in ("mode", "graphs", "nodes", "host reads observed", "verdict", "s"):
+            t.add_column(col)
+        for r in rows:
+            names = [n for v in r.verdicts for n in v.read_names()]
+            reads = ", ".join(f"{n} x{names.count(n)}" for n in dict.fromkeys(names))
+            nodes = "+".join(str(len(v.capture.order)) for v in r.verdicts)
+            t.add_row(r.mode.label(), str(len(r.verdicts)), nodes or "-", reads or "-",
+                      r.verdict, f"{r.seconds:.1f}")
+        Console(width=200).print(t)
+    if any(r.error for r in rows):
+        return EXIT_BAD_INPUT
+    return EXIT_PROBLEMS if any(r.verdict.startswith("UNSAFE") for r in rows) else EXIT_OK
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -521,18 +566,35 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument("--seed", type=int, default=0, help="data seed for --run")
         c.set_defaults(func=func)
 
-    lc = sub.add_parser("llama-check", help="capture the graphs llama.cpp runs for a prompt "
-                        "and a decode (and the MTP head) and prove its memory plan safe or not")
+    lc = sub.add_parser("llama-check", help="run llama.cpp on a prompt and a decode, watch "
+                        "what the host copies out after each graph, and prove ggml's memory "
+                        "plan safe or not")
     lc.add_argument("model", nargs="?", help="a GGUF model file")
-    lc.add_argument("--tiny", choices=["qwen3", "qwen35"],
+    lc.add_argument("--tiny", choices=["qwen3", "qwen35", "llama", "gemma3", "qwen3moe",
+                                       "deepseek2"],
                     help="write a tiny random model of this architecture and check it")
     lc.add_argument("--prompt", default="graphc!!", help="prompt text (its bytes as tokens)")
     lc.add_argument("--tokens", help="token ids instead of --prompt, e.g. 1,2,3")
-    lc.add_argument("--mtp", action="store_true", help="also run and check the MTP context")
+    lc.add_argument("--logits", default="last", metavar="ROWS",
+                    help="logits rows asked for: last (default), all, none, or rows 0,3")
+    lc.add_argument("--embeddings", choices=["none", "mean", "cls", "last"],
+                    help="ask for embeddings with this pooling")
+    lc.add_argument("--mtp", action="store_true",
+                    help="keep next-token hidden rows and run the MTP context (qwen35)")
+    lc.add_argument("--layer-inputs", action="store_true",
+                    help="read every layer's input after each graph, as EAGLE-3 does")
+    lc.add_argument("--backend-sampling", action="store_true",
+                    help="put a top-k + dist sampler chain on the graph")
+    lc.add_argument("--seqs", type=_positive, default=1, help="sequences in the batch")
+    lc.add_argument("--n-ubatch", type=_positive, default=None,
+                    help="ubatch size (default: the whole batch in one graph)")
     lc.add_argument("--n-ctx", type=_positive, default=64, help="context size (default 64)")
-    lc.add_argument("--kv-type", choices=["f32", "f16"], default="f32",
-                    help="KV-cache type (f16 is llama.cpp's default)")
+    lc.add_argument("--kv-type", choices=["f32", "f16", "q8_0", "q4_0"], default="f32",
+                    help="KV-cache type (f16 is llama.cpp's default; quantized V needs "
+                         "--flash-attn)")
     lc.add_argument("--flash-attn", action="store_true", help="use flash attention")
+    lc.add_argument("--all-modes", action="store_true",
+                    help="run every mode the model supports and print one table")
     lc.add_argument("--nodes", action="store_true", help="list every captured node")
     lc.add_argument("--json", action="store_true", help="print the figures as JSON")
     lc.add_argument("--save", metavar="DIR", help="save each capture as DIR/<graph>.json")

@@ -1,4 +1,8 @@
-"""The element types graphc knows, their sizes and their NumPy equivalents."""
+"""The element types graphc knows, their sizes and their NumPy equivalents.
+
+``u8`` is raw bytes: no arithmetic op takes it (it is in neither :data:`FLOAT_DTYPES` nor
+:data:`NUMERIC_DTYPES`); views, copies and opaque ops carry it. The ggml import lays out
+block-quantized tensors (q8_0, q4_0, ...) as ``u8``, so a view may start at any byte."""
 
 from __future__ import annotations
 
@@ -7,9 +11,9 @@ from typing import Literal
 import ml_dtypes
 import numpy as np
 
-DType = Literal["f32", "f16", "bf16", "i32", "bool"]
+DType = Literal["f32", "f16", "bf16", "i32", "bool", "u8"]
 
-DTYPES: tuple[str, ...] = ("f32", "f16", "bf16", "i32", "bool")
+DTYPES: tuple[str, ...] = ("f32", "f16", "bf16", "i32", "bool", "u8")
 FLOAT_DTYPES: frozenset[str] = frozenset({"f32", "f16", "bf16"})
 NUMERIC_DTYPES: frozenset[str] = frozenset({"f32", "f16", "bf16", "i32"})
 
@@ -19,6 +23,7 @@ _NUMPY: dict[str, np.dtype] = {
     "bf16": np.dtype(ml_dtypes.bfloat16),
     "i32": np.dtype(np.int32),
     "bool": np.dtype(np.bool_),
+    "u8": np.dtype(np.uint8),
 }
 _FROM_NUMPY: dict[np.dtype, str] = {v: k for k, v in _NUMPY.items()}
 

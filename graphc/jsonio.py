@@ -40,7 +40,7 @@ class NodeModel(BaseModel):
     inputs: list[StrictStr] = Field(default_factory=list)
     attrs: dict[str, Literal_] = Field(default_factory=dict)
     shape: list[Annotated[StrictInt, Field(ge=0)]]
-    dtype: Literal["f32", "f16", "bf16", "i32", "bool"]
+    dtype: Literal["f32", "f16", "bf16", "i32", "bool", "u8"]
     name: StrictStr | None = None
 
 

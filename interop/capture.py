@@ -1,22 +1,29 @@
-"""A ggml compute graph as plain data, and a dynamic check of what it really read.
+"""A ggml compute graph as plain data, what the host read after it, and a dynamic check of
+what it really read.
 
 A :class:`Capture` holds every tensor a ggml graph touches -- the nodes in graph order and
 the leaves they read (inputs, weights, KV-cache roots) -- with its op, type, shape ``ne``
 and byte strides ``nb``, op parameters, flags, sources, view source and offset, and the
-buffer and byte offset it lives at; and the buffers themselves (name, usage, size,
-alignment). It is what :mod:`graphc.interop.ggml_import` turns into a graphc graph and
-the memory plan ggml used; it saves to and loads from JSON, so a capture made on one
-machine can be checked on another (``graphc check capture.json``).
+buffer and byte offset it lives at; the buffers themselves (name, usage, size,
+alignment); and the copies the host made out of them after the graph ran
+(:class:`HostRead`), observed, not listed: see :mod:`graphc.interop.host_reads`. It is what
+:mod:`graphc.interop.ggml_import` turns into a graphc graph and the memory plan ggml used;
+it saves to and loads from JSON, so a capture made on one machine can be checked on another
+(``graphc check capture.json``).
 
-Two ways to make one:
+Ways to make one:
 
-- :func:`capture_cgraph` reads an allocated ``ggml_cgraph`` (built with ggml's own API).
+- :func:`capture_cgraph` reads an allocated ``ggml_cgraph`` (built with ggml's own API);
+  with ``watch=`` (a :func:`watch_cgraph` block around the compute and the host's reads)
+  it records what the host copied out.
 - :class:`Recorder` is a ggml scheduler eval callback (llama.cpp's ``cb_eval``): it sees
   every node just before it runs and just after, records it, and checks, as the graph runs,
-  that each node reads the bytes its sources held when they were last written -- and, once
-  the run is over, that every tensor the caller reads still holds them
-  (:meth:`Recorder.finish`). That dynamic check is ggml's own memory, observed; it shares
-  nothing with graphc's static checker and is the oracle that checker is tested against.
+  that each node reads the bytes its sources held when they were last written; it watches
+  every copy the host makes out of the graph's buffers, maps it to the node whose bytes it
+  copies and checks that the host got what that node wrote. One decode may run several
+  graphs (one per ubatch): each is its own capture, with the copies made after it.
+  That dynamic check is ggml's own memory, observed; it shares nothing with graphc's
+  static checker and is the oracle that checker is tested against.
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ import ctypes
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from graphc.interop.ggml_abi import (
@@ -39,6 +47,7 @@ from graphc.interop.ggml_abi import (
     lib,
     tensor_at,
 )
+from graphc.interop.host_reads import HostCopy, HostReadWatch
 from graphc.passes.memory import Region
 from pydantic import BaseModel, ValidationError, model_validator
 
@@ -118,10 +127,20 @@ class Finding(BaseModel):
     detail: str
 
 
+class HostRead(BaseModel):
+    """A copy the host made out of ggml's memory after the graph ran, as observed:
+    ``size`` bytes from byte ``offset`` of the data of tensor ``tensor`` (an index)."""
+
+    tensor: int
+    offset: int
+    size: int
+
+
 class Capture(BaseModel):
     """A ggml graph as it ran (see the module doc). ``order``: node indices in graph order;
-    ``reads``: names the caller reads after the run besides OUTPUT-flagged nodes (for
-    llama.cpp, what its API copies out); ``findings``: what the dynamic check saw
+    ``host_reads``: the copies the host made after the run, observed (``watched`` says
+    whether they were watched at all); ``reads``: names of tensors a user declares read
+    after the run besides those (taps); ``findings``: what the dynamic check saw
     (``checked`` says whether it ran)."""
 
     source: str
@@ -129,6 +148,8 @@ class Capture(BaseModel):
     order: list[int]
     buffers: list[BufferRecord]
     reads: list[str] = []
+    host_reads: list[HostRead] = []
+    watched: bool = False
     checked: bool = False
     findings: list[Finding] = []
 
@@ -164,6 +185,14 @@ class Capture(BaseModel):
         for k in self.order:
             if not 0 <= k < n:
                 raise ValueError(f"order entry {k} is not a tensor of the capture")
+        for r in self.host_reads:
+            if not 0 <= r.tensor < n:
+                raise ValueError(f"host read of tensor {r.tensor}: not a tensor of the "
+                                 "capture")
+            rec = self.tensors[r.tensor]
+            if r.offset < 0 or r.size < 0 or r.offset + r.size > rec.nbytes:
+                raise bad(rec, f"host read of bytes {r.offset}..{r.offset + r.size} lies "
+                               f"outside its {rec.nbytes} bytes")
         return self
 
     def by_name(self, name: str) -> TensorRecord:
@@ -252,7 +281,8 @@ class _Walker:
         srcs = [int(s) if s else None for s in t.src]
         while srcs and srcs[-1] is None:
             srcs.pop()
-        src_ids = [self.tensor(s) if s is not None else None for s in srcs]
+        # a source may be the tensor itself (ggml_cast copies into its own result)
+        src_ids = [self.tensor(s) if s is not None and s != address else None for s in srcs]
         view_src = self.tensor(int(t.view_src)) if t.view_src else None
         buf = self.buffer(int(t.buffer) if t.buffer else None)
         offset = None
@@ -267,22 +297,47 @@ class _Walker:
             flags=int(t.flags), src=src_ids, view_src=view_src, view_offs=int(t.view_offs),
             buffer=buf, offset=offset, nbytes=int(g.base.ggml_nbytes(address)),
             inplace_ok=g.can_inplace(t.op))
+        rec.src = [rec.id if s == address else i for s, i in zip(srcs, src_ids, strict=True)]
         self.ids[address] = rec.id
         self.records.append(rec)
         return rec.id
 
 
-def capture_cgraph(cgraph: int, source: str = "ggml graph", reads: Iterable[str] = ()
-                   ) -> Capture:
-    """The capture of an allocated ``ggml_cgraph`` (its address): every node in graph
-    order and every tensor it reaches. ``reads``: names of tensors the caller reads after
-    the run without an OUTPUT flag (taps)."""
-    ggml = lib()
+def _graph_walker(ggml: Ggml, cgraph: int) -> tuple[_Walker, list[int]]:
     w = _Walker(ggml)
     order = [w.tensor(int(ggml.base.ggml_graph_node(cgraph, i)))
              for i in range(ggml.base.ggml_graph_n_nodes(cgraph))]
+    return w, order
+
+
+@contextmanager
+def watch_cgraph(cgraph: int) -> Iterator[HostReadWatch]:
+    """Watch what the host copies out of an allocated ``ggml_cgraph``'s buffers while the
+    block runs (compute the graph and read its results inside it); pass the watch to
+    :func:`capture_cgraph` afterwards. Only copies made inside the block are recorded."""
+    ggml = lib()
+    w, _ = _graph_walker(ggml, cgraph)
+    watch = HostReadWatch(ggml)
+    for address in w.buffer_ids:
+        watch.watch(address)
+    with watch:
+        yield watch
+    if watch.errors:
+        raise GraphError(f"watching the host's reads failed: {watch.errors[0]}")
+
+
+def capture_cgraph(cgraph: int, source: str = "ggml graph", reads: Iterable[str] = (),
+                   watch: HostReadWatch | None = None) -> Capture:
+    """The capture of an allocated ``ggml_cgraph`` (its address): every node in graph
+    order and every tensor it reaches. ``watch``: a :func:`watch_cgraph` block that ran
+    the graph; every copy the host made in it becomes a :class:`HostRead` of the tensor it
+    copied. ``reads``: names of tensors you declare read after the run besides those."""
+    ggml = lib()
+    w, order = _graph_walker(ggml, cgraph)
+    host = [HostRead(tensor=w.tensor(c.tensor), offset=c.offset, size=c.size)
+            for c in (watch.copies if watch is not None else [])]
     return Capture(source=source, tensors=w.records, order=order, buffers=w.buffers,
-                   reads=list(reads))
+                   reads=list(reads), host_reads=host, watched=watch is not None)
 
 
 EvalCallback = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_bool, ctypes.c_void_p)
@@ -290,30 +345,51 @@ EvalCallback = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_bool, c
 
 
 class Recorder:
-    """A scheduler eval callback that captures the graph it watches run and checks every
-    read against the bytes last written (see the module doc).
+    """A scheduler eval callback that captures the graphs it watches run, checks every
+    read against the bytes last written, and records and checks every copy the host makes
+    out of their buffers (see the module doc).
 
     Use :attr:`callback` (or :meth:`on_eval` wrapped in the binding's callback type) as
-    the scheduler's eval callback; call :meth:`reset` before a decode and
-    :meth:`finish` after it. Asks ggml to stop after each node (so each is observed), which
-    is slow but exact; meant for small models.
+    the scheduler's eval callback and run inside ``with recorder:`` (the host's copies are
+    watched only there); call :meth:`reset` before a decode and :meth:`finish` after it.
+    A new graph starts when a node is asked for a second time, or when the host copied
+    something out of or into a buffer since the last node (llama.cpp sets the next
+    ubatch's inputs before its graph runs). Asks ggml to stop after each node (so each is
+    observed), which is slow but exact; meant for small models.
     """
 
     def __init__(self, check: bool = True) -> None:
         self.ggml = lib()
         self.check = check
         self.callback = EvalCallback(self.on_eval)
+        self.watch = HostReadWatch(self.ggml, self._on_copy)
+        self.errors: list[str] = []
         self.reset()
+
+    def __enter__(self) -> Recorder:
+        self.watch.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.watch.__exit__(*exc)
 
     def reset(self) -> None:
         """Forget the previous run."""
+        self.done: list[Capture] = []
+        self.errors = []
+        self.watch.errors.clear()
+        self._new_graph()
+
+    def _new_graph(self) -> None:
         self.walker = _Walker(self.ggml)
         self.order: list[int] = []
         self.seen: set[int] = set()
         self.snapshot: dict[int, bytes] = {}  # root record id -> bytes last written
         self.before: dict[int, bytes] = {}  # buffer id -> its bytes when first seen
         self.findings: list[Finding] = []
-        self.errors: list[str] = []
+        self.host_reads: list[HostRead] = []
+        self.host_wrote = False
+        self.outputs_checked = False
 
     # -------------------------------------------------------------- memory
     def _root(self, rid: int) -> int:
@@ -335,14 +411,19 @@ class Recorder:
             return None
         return ctypes.string_at(address, rec.nbytes)
 
-    def _snapshot_buffers(self) -> None:
+    def _watch_buffers(self) -> None:
         """Copy every newly seen host buffer (weights excepted: nothing in a graph writes
         them) before the node that revealed it runs: no earlier node wrote into it, or the
-        buffer would have been seen then. Leaves are later checked against this copy."""
+        buffer would have been seen then. Leaves are later checked against this copy.
+        Every buffer seen is also watched for the host's copies."""
         for address, bid in self.walker.buffer_ids.items():
+            if bid in self.before:
+                continue
             buf = self.walker.buffers[bid]
-            if bid not in self.before and buf.is_host and buf.usage != "weights":
-                self.before[bid] = ctypes.string_at(self.walker.bases[address], buf.size)
+            self.watch.watch(address)
+            keep = self.check and buf.is_host and buf.usage != "weights"
+            self.before[bid] = (ctypes.string_at(self.walker.bases[address], buf.size)
+                                if keep else b"")
 
     def _first_read(self, root: int, reader: int) -> None:
         """A leaf read for the first time: it must hold what it held before the run."""
@@ -351,7 +432,7 @@ class Recorder:
         if got is None:
             return
         before = self.before.get(rec.buffer) if rec.buffer is not None else None
-        if before is not None and rec.offset is not None:
+        if before and rec.offset is not None:
             want = before[rec.offset:rec.offset + rec.nbytes]
             if len(want) == len(got):
                 self.snapshot[root] = want
@@ -380,6 +461,55 @@ class Recorder:
                        f"was written, before {who} read it"))
             self.snapshot[root] = got  # report each clobber once
 
+    def _check_outputs(self) -> None:
+        """Every OUTPUT-flagged node still holds what was last written to it (checked
+        once per graph, when the graph is over: at the first copy out, or at the end)."""
+        if self.outputs_checked or not self.check:
+            return
+        self.outputs_checked = True
+        for rid in self.order:
+            if self.walker.records[rid].flags & FLAG_OUTPUT:
+                self._verify(self._root(rid), None)
+
+    # -------------------------------------------------------------- the host's copies
+    def _on_copy(self, copy: HostCopy) -> None:
+        """A copy out of a watched buffer: map it to the tensor it copies (walking it if
+        this graph has not seen it) and check the host got what was last written there."""
+        if not self.order:
+            return  # nothing ran since the last graph: not a read after this graph
+        if copy.write:
+            self.host_wrote = True  # the next graph's inputs: this graph is over
+            return
+        self._check_outputs()
+        rid = self.walker.tensor(copy.tensor)
+        self.host_reads.append(HostRead(tensor=rid, offset=copy.offset, size=copy.size))
+        if not self.check:
+            return
+        root = self._root(rid)
+        want, start, base = self.snapshot.get(root), self._address(rid), self._address(root)
+        if want is None or start is None or base is None:
+            return
+        lo = start - base + copy.offset
+        expected = want[lo:lo + copy.size]
+        if len(expected) == copy.size and expected != copy.data:
+            changed = sum(a != b for a, b in zip(expected, copy.data, strict=True))
+            rec = self.walker.records[rid]
+            self.findings.append(Finding(
+                tensor=root, reader=None, changed_bytes=changed,
+                detail=f"the host copied bytes {copy.offset}..{copy.offset + copy.size} of "
+                       f"{rec.describe()} after the graph and got {changed} byte(s) other "
+                       "than the graph wrote there"))
+
+    def _close_graph(self) -> None:
+        if not self.order:
+            return
+        self._check_outputs()
+        self.done.append(Capture(
+            source="", tensors=list(self.walker.records), order=list(self.order),
+            buffers=list(self.walker.buffers), host_reads=list(self.host_reads),
+            watched=True, checked=self.check, findings=list(self.findings)))
+        self._new_graph()
+
     # -------------------------------------------------------------- the callback
     def on_eval(self, address: int | None, ask: bool, _user: int | None) -> bool:
         """The eval callback itself (wrap it in the caller's callback type when a C struct
@@ -387,18 +517,20 @@ class Recorder:
         try:
             if address is None:
                 return True
+            if ask and (self.host_reads or self.host_wrote
+                        or self.walker.ids.get(int(address)) in self.seen):
+                self._close_graph()  # a new graph (the next ubatch) begins
             rid = self.walker.tensor(int(address))
             rec = self.walker.records[rid]
-            if self.check:
-                self._snapshot_buffers()
+            self._watch_buffers()
             if ask:
                 if rid not in self.seen:
                     self.seen.add(rid)
                     self.order.append(rid)
                 if self.check:
                     for s in [*rec.src, rec.view_src]:
-                        if s is None:
-                            continue
+                        if s is None or s == rid:
+                            continue  # no source, or the node's own result (ggml_cast)
                         root = self._root(s)
                         if root not in self.snapshot and self.walker.records[root].op == "NONE":
                             self._first_read(root, rid)  # a leaf, against the run's start
@@ -412,24 +544,20 @@ class Recorder:
             self.errors.append(f"{type(e).__name__}: {e}")
             return True
 
-    def finish(self, source: str, reads: Iterable[str] = ()) -> Capture:
-        """The capture of the run since :meth:`reset`. With ``check``, first verifies that
-        every OUTPUT-flagged node and every node named in ``reads`` still holds what was
-        last written to it (the caller reads them now). Names in ``reads`` that no node of
-        this run has are left out (an API result this graph does not build)."""
-        if self.errors:
-            raise GraphError(f"capturing the graph failed: {self.errors[0]}")
-        records = self.walker.records
-        present = {records[rid].name for rid in self.order}
-        names = {n for n in reads if n in present}
-        if self.check:
-            for rid in self.order:
-                rec = records[rid]
-                if rec.flags & FLAG_OUTPUT or rec.name in names:
-                    self._verify(self._root(rid), None)
-        return Capture(source=source, tensors=list(records), order=list(self.order),
-                       buffers=list(self.walker.buffers), reads=sorted(names),
-                       checked=self.check, findings=list(self.findings))
+    def finish(self, source: str) -> list[Capture]:
+        """The captures of the graphs run since :meth:`reset`, in order (one per graph: a
+        decode split into ubatches runs several), each with the host's copies made after
+        it, named ``source`` (``source, graph i of n`` when there are several)."""
+        errors = self.errors + self.watch.errors
+        if errors:
+            raise GraphError(f"capturing the graph failed: {errors[0]}")
+        self._close_graph()
+        done = self.done
+        self.reset()
+        n = len(done)
+        return [c.model_copy(update={"source": source if n == 1
+                                     else f"{source}, graph {i + 1} of {n}"})
+                for i, c in enumerate(done)]
 
 
 def element_shape(ne: Iterable[int]) -> list[int]:

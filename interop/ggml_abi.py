@@ -3,11 +3,16 @@
 llama-cpp-python builds llama.cpp and ggml and installs the shared libraries next to its
 Python bindings; it has no binding for ``struct ggml_tensor``, so this module mirrors the
 struct of the ggml version it was built with (0.25.x) and checks the mirror against the
-library (``ggml_tensor_overhead``) before anything reads memory through it.
+library (``ggml_tensor_overhead``) before anything reads memory through it. It also mirrors
+``struct ggml_backend_buffer`` (its function table), which :mod:`graphc.interop.host_reads`
+needs to watch the copies the host makes out of a buffer.
 
-:func:`lib` loads the libraries once (the same files llama.cpp itself uses, so pointers
-from a llama context are valid here) and declares every function graphc calls. Only this
-module knows C types; the rest of :mod:`graphc.interop` works on plain Python values.
+:func:`lib` loads the libraries once and declares every function graphc calls. They are the
+very copies llama.cpp runs on: after ``import llama_cpp`` (which honours
+``LLAMA_CPP_LIB_PATH``), the ggml libraries mapped into this process are found in
+``/proc/self/maps`` and opened by that path, so a pointer from a llama context is read with
+the library that made it, and the struct check runs against that library. Only this module
+knows C types; the rest of :mod:`graphc.interop` works on plain Python values.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import importlib.util
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +67,33 @@ class GgmlTensor(ctypes.Structure):
         ("padding", ctypes.c_char * 8),
     ]
 
+
+BUFFER_IFACE_SLOTS = ("free_buffer", "get_base", "init_tensor", "memset_tensor", "set_tensor",
+                      "get_tensor", "set_tensor_2d", "get_tensor_2d", "cpy_tensor", "clear",
+                      "reset")
+"""``struct ggml_backend_buffer_i`` of ggml 0.25 (ggml-backend-impl.h), in order."""
+
+
+class BackendBuffer(ctypes.Structure):
+    """The head of ``struct ggml_backend_buffer``: its function table ``iface`` (one
+    pointer per :data:`BUFFER_IFACE_SLOTS` entry), then ``buft``, ``context``, ``size``,
+    ``usage``. ``size`` is checked against ``ggml_backend_buffer_get_size`` before the
+    table is touched."""
+
+    _fields_ = [
+        *[(slot, ctypes.c_void_p) for slot in BUFFER_IFACE_SLOTS],
+        ("buft", ctypes.c_void_p),
+        ("context", ctypes.c_void_p),
+        ("size", ctypes.c_size_t),
+        ("usage", ctypes.c_int),
+    ]
+
+
+GetTensorFn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                               ctypes.c_size_t, ctypes.c_size_t)
+"""``void (*get_tensor)(ggml_backend_buffer_t, const struct ggml_tensor *, void * data,
+size_t offset, size_t size)``: copies ``size`` bytes from ``offset`` of the tensor's data
+to the host's ``data``."""
 
 OBJECT_HEADER = 32
 """Bytes of ggml's object header in front of each tensor in a context."""
@@ -163,21 +196,54 @@ _CPU_SIGNATURES: dict[str, tuple[object, list[object]]] = {
 }
 
 
-@functools.cache
-def lib() -> Ggml:
-    """Load ggml from llama-cpp-python's install (GraphError with the install command when
-    it is missing, or naming the mismatch when its ``struct ggml_tensor`` is not the one
-    mirrored here)."""
-    need_llama()
+def mapped_library(stem: str, maps: str = "/proc/self/maps") -> Path | None:
+    """The file of the shared library ``stem`` (``libggml-base``) mapped into this process,
+    read from ``maps``; None when none is (or the file cannot be read). When several
+    copies are mapped, the last one listed."""
+    found: Path | None = None
+    try:
+        with open(maps) as f:
+            for line in f:
+                parts = line.split(maxsplit=5)
+                if len(parts) < 6:
+                    continue
+                path = Path(parts[5].strip())
+                if path.name == f"{stem}.so" or path.name.startswith(f"{stem}.so."):
+                    found = path
+    except OSError:
+        return None
+    return found
+
+
+def library_paths() -> dict[str, Path]:
+    """Where ``libggml-base`` and ``libggml-cpu`` come from for this process: the copies
+    llama.cpp loaded (mapped after ``import llama_cpp``), else the folder
+    ``LLAMA_CPP_LIB_PATH`` names, else llama-cpp-python's own ``lib`` folder."""
     import llama_cpp  # loads libllama and the ggml libraries it links
 
-    lib_dir = Path(llama_cpp.__file__).parent / "lib"
+    env = os.environ.get("LLAMA_CPP_LIB_PATH")
+    default = Path(env) if env else Path(llama_cpp.__file__).parent / "lib"
+    out = {}
+    for stem in ("libggml-base", "libggml-cpu"):
+        out[stem] = mapped_library(stem) or default / f"{stem}.so"
+    return out
+
+
+@functools.cache
+def lib() -> Ggml:
+    """Load ggml: the copy llama.cpp runs on (:func:`library_paths`). GraphError with the
+    install command when it is missing, or naming the mismatch when its ``struct
+    ggml_tensor`` is not the one mirrored here."""
+    need_llama()
+    paths = library_paths()
+    lib_dir = paths["libggml-base"].parent
     try:
-        base = ctypes.CDLL(str(lib_dir / "libggml-base.so"))
-        cpu = ctypes.CDLL(str(lib_dir / "libggml-cpu.so"))
+        base = ctypes.CDLL(str(paths["libggml-base"]))
+        cpu = ctypes.CDLL(str(paths["libggml-cpu"]))
     except OSError as e:
         raise GraphError(f"cannot load ggml from {lib_dir}: {e}",
-                         fix=f"reinstall llama-cpp-python: {INSTALL}") from None
+                         fix=f"reinstall llama-cpp-python ({INSTALL}), or point "
+                             "LLAMA_CPP_LIB_PATH at a folder holding libllama and ggml") from None
     for target, table in ((base, _SIGNATURES), (cpu, _CPU_SIGNATURES)):
         for name, (restype, argtypes) in table.items():
             fn = getattr(target, name)
@@ -187,7 +253,8 @@ def lib() -> Ggml:
     if overhead != ctypes.sizeof(GgmlTensor) + OBJECT_HEADER:
         raise GraphError(f"this ggml's struct ggml_tensor takes {overhead - OBJECT_HEADER} "
                          f"bytes, graphc mirrors the {ctypes.sizeof(GgmlTensor)}-byte struct "
-                         "of ggml 0.25", fix='pip install "llama-cpp-python==0.3.36"')
+                         f"of ggml 0.25 (library {paths['libggml-base']})",
+                         fix='pip install "llama-cpp-python==0.3.36"')
     return Ggml(base, cpu, lib_dir)
 
 

@@ -17,9 +17,17 @@ ggml works on memory; graphc on values. The import bridges them so that liveness
   node otherwise, which keeps ggml's op name, parameters, shape and type. Ops ggml's
   allocator may compute in place (``ggml_op_can_inplace``, recorded in the capture)
   become ``opaque_inplace``, with the operand ggml reused first.
-- **Reads after the run**: every OUTPUT-flagged node is an output; every name in
-  ``Capture.reads`` (what the caller's API copies out, or a tap you name) is read too --
-  as a tap when it lacks the flag, which is how the seed bug looks.
+- **Reads after the run**: every OUTPUT-flagged node is an output; every copy the host
+  was seen making after the run (``Capture.host_reads``, observed, never listed by name)
+  reads the bytes it copied -- the whole value it copies, or the window of its owner's
+  bytes when it copies part of one -- and so does every name in ``Capture.reads`` (a tap
+  you declare). A read of a tensor without the OUTPUT flag is a tap, which is how the
+  seed bug looks.
+- **The contract rule**: a tensor the host reads after the graph that carries no OUTPUT
+  flag is reported (``unmarked-tap``) even where this placement happened to spare its
+  bytes: ggml's allocator frees them after their last reader inside the graph, so another
+  batch size, KV type or backend reuses them. When graphc's checker finds the same tap
+  really overwritten, that finding (which names the writer) stands in for it.
 
 The plan: every tensor at its buffer's region plus its byte offset (a region holds its
 buffers one after another, each at an aligned start), views with their strides, in-place
@@ -42,7 +50,7 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from graphc.interop.capture import BufferRecord, Capture, TensorRecord, element_shape
+from graphc.interop.capture import BufferRecord, Capture, HostRead, TensorRecord, element_shape
 from graphc.interop.ggml_abi import FLAG_OUTPUT
 from graphc.passes.aliasing import Violation, check_aliasing
 from graphc.passes.memory import MemoryPlan, Placement, Region, fingerprint
@@ -70,13 +78,21 @@ class Imported:
     reads: list[Tensor]
     record: dict[Tensor, TensorRecord] = field(default_factory=dict)
     problems: list[Violation] = field(default_factory=list)  # found by the import itself
+    host: list[tuple[TensorRecord, Tensor]] = field(default_factory=list)
+    """Every observed host read: the ggml tensor copied and the graphc value read."""
 
     def ggml_name(self, t: Tensor | None) -> str:
         """The ggml name (with op and type) of the tensor ``t`` stands for."""
         if t is None:
             return "-"
         rec = self.record.get(t)
-        return rec.describe() if rec is not None else f"{t.name} ({t.op})"
+        if rec is None:
+            return f"{t.name} ({t.op})"
+        if rec.name:
+            return rec.describe()
+        order = self.capture.order
+        where = f"node {order.index(rec.id)}" if rec.id in order else "a leaf"
+        return f"{rec.describe()}, {where}"
 
     def explain(self, v: Violation) -> str:
         """One line for a violation, in ggml's names."""
@@ -92,10 +108,15 @@ class Imported:
         return f"{line} -- fix: {fix(self.ggml_name(v.tensor))}" if fix else line
 
 
+def _short(described: str) -> str:
+    """A ggml tensor's name alone, or its whole description when it has no name."""
+    return described if described.startswith("<unnamed>") else described.split(" (")[0]
+
+
 _GGML_FIX: dict[str, Callable[[str], str]] = {
-    "unmarked-tap": lambda n: f"call ggml_set_output on {n.split(' (')[0]} before the graph "
+    "unmarked-tap": lambda n: f"call ggml_set_output on {_short(n)} before the graph "
                               "is allocated, so the allocator keeps its bytes to the end",
-    "output-clobbered": lambda n: f"{n.split(' (')[0]} is an output: this allocation is "
+    "output-clobbered": lambda n: f"{_short(n)} is an output: this allocation is "
                                   "broken; reallocate the graph",
 }
 """The fix in ggml's terms, for kinds whose graphc fix would name graphc's API."""
@@ -108,24 +129,37 @@ def _dense_nb(rec: TensorRecord, itemsize: int) -> list[int]:
     return nb
 
 
+def _row_bytes(rec: TensorRecord) -> int:
+    """Bytes of one row (``ne[0]`` elements) of any ggml type, block-quantized included:
+    what ``ggml_nbytes`` leaves after the outer dimensions' strides."""
+    return rec.nbytes - sum((n - 1) * b for n, b in zip(rec.ne[1:], rec.nb[1:], strict=True)
+                            if n > 0)
+
+
+def _byte_dims(rec: TensorRecord) -> tuple[list[int], list[int]]:
+    """(row-major shape, byte strides) of a tensor seen as ``u8`` rows of bytes."""
+    dims = [_row_bytes(rec), *rec.ne[1:]]
+    strides = [1, *rec.nb[1:]]
+    n = max([i + 1 for i, d in enumerate(dims) if d != 1] or [1])
+    return list(reversed(dims[:n])), list(reversed(strides[:n]))
+
+
 def _dtype(rec: TensorRecord) -> tuple[str, list[int], int]:
     """(graphc dtype, row-major shape, element size) for a ggml tensor. I64 is imported as
     pairs of i32 (an extra innermost dimension of 2); block-quantized and other types as
-    a flat i32 array of their bytes (only opaque ops read them)."""
+    rows of raw bytes (``u8``: any byte may start a view; only opaque ops read them)."""
     shape = element_shape(rec.ne)
     if rec.type in DTYPES:
         return DTYPES[rec.type], shape, 2 if rec.type in ("f16", "bf16") else 4
     if rec.type == "i64":
         return "i32", [*shape, 2], 4
-    if rec.nbytes % 4:
-        raise GraphError(f"ggml tensor {rec.describe()} has {rec.nbytes} bytes, not a whole "
-                         "number of 4-byte words, so graphc cannot lay it out",
-                         fix="use a model with F32, F16 or block-aligned tensors")
-    return "i32", [rec.nbytes // 4], 4
+    return "u8", _byte_dims(rec)[0], 1
 
 
 def _strides(rec: TensorRecord, itemsize: int) -> list[int]:
     """Element strides (row-major order) of a ggml tensor from its byte strides."""
+    if rec.type not in DTYPES and rec.type != "i64":
+        return _byte_dims(rec)[1]
     n = len(element_shape(rec.ne))
     nb = list(reversed(rec.nb[:n]))
     if any(b % itemsize for b in nb):
@@ -315,7 +349,8 @@ class _Importer:
         if rec.writes_view:
             self.write(rid)
             return
-        operands = [self.value(s) for s in rec.src if s is not None]
+        # a source that is the node itself (ggml_cast) is where it writes, not an operand
+        operands = [self.value(s) for s in rec.src if s is not None and s != rid]
         region, offset = self.where(rec)
         dtype, shape, _ = _dtype(rec)
         name = _unique(rec.name or rec.op.lower(), self.names)
@@ -387,8 +422,12 @@ class _Importer:
     def run(self) -> Imported:
         for rid in self.cap.order:
             self.node(rid)
-        reads: list[Tensor] = []
         wanted = set(self.cap.reads)
+        missing = wanted - {self.recs[r].name for r in self.cap.order}
+        if missing:
+            raise GraphError(f"the capture has no node named {sorted(missing)[0]!r} to read",
+                             fix="read a node of the graph (see graphc llama-check --nodes)")
+        reads: list[Tensor] = []
         outs: set[str] = set()
         for rid in self.cap.order:
             rec = self.recs[rid]
@@ -398,10 +437,11 @@ class _Importer:
                     name = _unique(rec.name or f"out{rid}", outs)
                     self.g.set_output(t, name)
                 reads.append(t)
-        missing = wanted - {self.recs[r].name for r in self.cap.order}
-        if missing:
-            raise GraphError(f"the capture has no node named {sorted(missing)[0]!r} to read",
-                             fix="read a node of the graph (see graphc llama-check --nodes)")
+        host: list[tuple[TensorRecord, Tensor]] = []
+        for hr in self.cap.host_reads:
+            t = self.host_value(hr)
+            host.append((self.recs[hr.tensor], t))
+            reads.append(t)
         for rid, t in self.current.items():  # a written state keeps its last value
             leaf = self.leaves.get(rid)
             if leaf is not None and leaf.op == "state" and t is not leaf:
@@ -412,7 +452,33 @@ class _Importer:
             param_bytes=self.size["param"], lower_bound_bytes=0,
             fingerprint=fingerprint(self.g), strategy="ggml", alignment=self.alignment,
             certificate="the placement ggml's allocator made")
-        return Imported(self.cap, self.g, plan, reads, dict(self.record), list(self.problems))
+        return Imported(self.cap, self.g, plan, list(dict.fromkeys(reads)), dict(self.record),
+                        list(self.problems), host)
+
+    def host_value(self, hr: HostRead) -> Tensor:
+        """The graphc value a host copy reads: the tensor's value after the run, or, for a
+        copy of part of it, a flat window of its owner's bytes (the whole value when the
+        part does not fall on element boundaries)."""
+        rec = self.recs[hr.tensor]
+        t = self.value(hr.tensor)
+        if hr.offset == 0 and hr.size == rec.nbytes:
+            return t
+        root = self.owner(hr.tensor)
+        owner = self.value(root)
+        _, _, itemsize = _dtype(self.recs[root])
+        p, po = self.placements[t], self.placements[owner]
+        start = p.offset - po.offset + hr.offset
+        if start % itemsize or hr.size % itemsize or p.region != po.region:
+            return t
+        key = (-1 - start, owner)  # not a record id: a window made for a host read
+        if key not in self.views:
+            name = _unique(f"{rec.name or 'read'}.host", self.names)
+            w = self.g.as_strided(owner, [hr.size // itemsize], [1], start // itemsize,
+                                  name=name)
+            self.views[key] = self.add(w, rec, Placement(po.region, po.offset + start,
+                                                         hr.size, view_of=owner,
+                                                         strides=(1,)))
+        return self.views[key]
 
 
 def import_capture(cap: Capture, alignment: int | None = None) -> Imported:
@@ -424,7 +490,45 @@ def import_capture(cap: Capture, alignment: int | None = None) -> Imported:
 
 def check_import(imp: Imported) -> list[Violation]:
     """What the import found wrong in the capture itself, then graphc's aliasing checker on
-    ggml's plan with the caller's reads after the run; ``input-written`` is dropped (see
-    the module doc)."""
-    found = check_aliasing(imp.graph, imp.plan, reads=list(imp.reads))
-    return [*imp.problems, *(v for v in found if v.kind != "input-written")]
+    ggml's plan with the caller's reads after the run (``input-written`` dropped, see the
+    module doc), then the contract rule for every host read of an unflagged tensor that the
+    checker did not already find overwritten."""
+    found = [v for v in check_aliasing(imp.graph, imp.plan, reads=list(imp.reads))
+             if v.kind != "input-written"]
+    clobbered = {v.tensor for v in found if v.kind == "unmarked-tap"}
+    return [*imp.problems, *found,
+            *(v for v in unflagged_reads(imp) if v.tensor not in clobbered)]
+
+
+def unflagged_reads(imp: Imported) -> list[Violation]:
+    """The contract rule: each tensor of a compute buffer that the host was seen copying
+    after the graph without an OUTPUT flag (on it or on the tensor it views), once, with
+    its last reader inside the graph -- after which ggml's allocator may reuse its bytes."""
+    cap = imp.capture
+    out: list[Violation] = []
+    seen: set[int] = set()
+    for rec, t in imp.host:
+        root = cap.tensors[rec.view_src] if rec.view_src is not None else rec
+        if rec.flags & FLAG_OUTPUT or root.flags & FLAG_OUTPUT or root.id in seen:
+            continue
+        if root.buffer is None or cap.buffers[root.buffer].usage != "compute":
+            continue  # KV cache, weights: not placed by the graph allocator
+        seen.add(root.id)
+        readers = [k for k, rid in enumerate(cap.order)
+                   if any(s is not None and (s == root.id or cap.tensors[s].view_src == root.id)
+                          for s in cap.tensors[rid].src) or cap.tensors[rid].view_src == root.id]
+        name = root.name or "it"
+        if readers:
+            last = cap.tensors[cap.order[readers[-1]]]
+            after = (f"its last reader inside the graph is node {readers[-1]}, "
+                     f"{last.describe()}; any node after it may be placed over its bytes")
+        else:
+            after = "nothing inside the graph reads it, so any later node may be placed there"
+        out.append(Violation(
+            "unmarked-tap", t, None, None,
+            f"call ggml_set_output on {name} when the graph is built, so the allocator "
+            "keeps its bytes to the end",
+            f"the host copies it after the graph, but it has no OUTPUT flag: {after} "
+            "(this placement spared it by accident; another batch size, KV type or "
+            "backend may not)"))
+    return out

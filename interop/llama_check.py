@@ -1,17 +1,25 @@
 """Judge a ggml capture: ggml's own plan under graphc's checker, graphc's plans of the
 same graph, and what the dynamic check saw while ggml ran.
 
-:func:`judge` is what ``graphc check CAPTURE.json`` and ``graphc llama-check`` print.
+:func:`judge` is what ``graphc check CAPTURE.json`` and ``graphc llama-check`` print;
+:func:`check_modes` runs llama.cpp in each :class:`~graphc.interop.llama_run.Mode` (in a
+child process each) and judges every graph, for ``graphc llama-check --all-modes``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from graphc.interop.capture import Capture
 from graphc.interop.ggml_import import Imported, check_import, import_capture
+from graphc.interop.llama_run import Mode, capture_llama_isolated
 from graphc.passes.aliasing import check_aliasing
 from graphc.passes.memory import MemoryPlan, plan_memory
+
+from graphc.errors import GraphError
 
 
 @dataclass
@@ -43,10 +51,38 @@ class Verdict:
             "graphc_best_bytes": self.best.arena_bytes,
             "graphc_best_certificate": self.best.certificate,
             "max_live_bound_bytes": self.best.lower_bound_bytes,
+            "host_reads": [{"tensor": cap.tensors[h.tensor].name, "offset": h.offset,
+                            "bytes": h.size,
+                            "output_flag": bool(cap.tensors[h.tensor].flags & 2)}
+                           for h in cap.host_reads],
             "violations": self.violations, "dynamic_checked": cap.checked,
             "dynamic_findings": [f.detail for f in cap.findings],
             "verdict": "proven safe" if self.safe else "unsafe",
         }
+
+    def read_names(self) -> list[str]:
+        """Each host read's tensor by ggml name (or op and node index when unnamed)."""
+        cap = self.capture
+        out = []
+        for hr in cap.host_reads:
+            rec = cap.tensors[hr.tensor]
+            where = f"node {cap.order.index(rec.id)}" if rec.id in cap.order else "not a node"
+            out.append(rec.name or f"<{rec.op} {where}>")
+        return out
+
+    def reads_text(self) -> str:
+        """The host's observed copies after the graph, by ggml name (or op and node)."""
+        cap = self.capture
+        if not cap.watched:
+            return "not watched"
+        parts = []
+        for hr in cap.host_reads:
+            rec = cap.tensors[hr.tensor]
+            whole = hr.offset == 0 and hr.size == rec.nbytes
+            what = rec.name or f"<{rec.op} node {cap.order.index(rec.id)}>" \
+                if rec.id in cap.order else rec.name or f"<{rec.op}>"
+            parts.append(what if whole else f"{what}[{hr.offset}:{hr.offset + hr.size}]")
+        return ", ".join(parts) or "none"
 
     def lines(self) -> list[str]:
         """The human-readable report."""
@@ -67,6 +103,7 @@ class Verdict:
         if self.graphc_violations:
             out.append(f"  WARNING: graphc's own plans have {self.graphc_violations} "
                        "violation(s)")
+        out.append(f"  host reads after the graph (observed): {self.reads_text()}")
         if cap.checked:
             out.append(f"  dynamic check while ggml ran: {len(cap.findings)} stale read(s)")
             out += [f"    - {f.detail}" for f in cap.findings]
@@ -97,3 +134,76 @@ def judge(cap: Capture, label: str = "graph", time_limit: float = 2.0) -> Verdic
     own = len(check_aliasing(imp.graph, greedy, reads)) + len(
         check_aliasing(imp.graph, best, reads))
     return Verdict(label, cap, imp, found, span, greedy, best, own)
+
+
+def default_modes(n_tokens: int) -> list[Mode]:
+    """Every host-read mode llama.cpp has, once each, and the combinations that change the
+    graph's shape (several sequences, ubatches, KV types with flash attention). Which of
+    them a model supports is found out by running it, not listed."""
+    mid = f"0,{n_tokens // 2}"
+    return [
+        Mode(), Mode(logits="all"), Mode(logits=mid),
+        *(Mode(embeddings=p) for p in ("none", "mean", "cls", "last")),
+        Mode(seqs=2), Mode(seqs=2, embeddings="mean"),
+        Mode(logits="all", n_ubatch=max(1, n_tokens // 2)),
+        Mode(seqs=2, logits="all", n_ubatch=max(1, n_tokens // 2)),
+        Mode(layer_inputs=True), Mode(backend_sampling=True),
+        Mode(backend_sampling=True, seqs=2),
+        Mode(mtp=True),
+        Mode(kv_type="f16"), Mode(flash_attn=True), Mode(kv_type="f16", flash_attn=True),
+        Mode(kv_type="q8_0", flash_attn=True), Mode(kv_type="q4_0", flash_attn=True),
+        Mode(mtp=True, kv_type="f16", flash_attn=True),
+    ]
+
+
+@dataclass
+class ModeRow:
+    """One mode of ``--all-modes``: its verdicts, or why it could not run
+    (``unsupported``: llama.cpp refused or aborted; ``error``: graphc could not judge)."""
+
+    mode: Mode
+    verdicts: list[Verdict] = field(default_factory=list)
+    unsupported: str | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def verdict(self) -> str:
+        """``proven safe``, ``UNSAFE (n)``, ``not supported: ...`` or ``error: ...``."""
+        if self.unsupported is not None:
+            return f"not supported: {self.unsupported}"
+        if self.error is not None:
+            return f"error: {self.error}"
+        bad = sum(len(v.violations) + len(v.capture.findings) for v in self.verdicts)
+        return "proven safe" if bad == 0 else f"UNSAFE ({bad})"
+
+    def to_dict(self) -> dict[str, object]:
+        """The row as JSON-ready data."""
+        return {"mode": self.mode.label(), "verdict": self.verdict,
+                "seconds": round(self.seconds, 2),
+                "graphs": [v.to_dict() for v in self.verdicts]}
+
+
+def check_mode(model: str | Path, tokens: Sequence[int], mode: Mode, n_ctx: int = 64
+               ) -> ModeRow:
+    """Run llama.cpp in ``mode`` in a child process and judge every graph it ran."""
+    row = ModeRow(mode)
+    t0 = time.perf_counter()
+    try:
+        run = capture_llama_isolated(model, tokens, mode, n_ctx=n_ctx)
+    except GraphError as e:
+        row.unsupported = str(e).splitlines()[0].removeprefix("error: ")
+        row.seconds = time.perf_counter() - t0
+        return row
+    try:
+        row.verdicts = [judge(cap, label) for label, cap in run.captures.items()]
+    except GraphError as e:
+        row.error = str(e).splitlines()[0].removeprefix("error: ")
+    row.seconds = time.perf_counter() - t0
+    return row
+
+
+def check_modes(model: str | Path, tokens: Sequence[int], modes: Sequence[Mode],
+                n_ctx: int = 64) -> list[ModeRow]:
+    """:func:`check_mode` for each of ``modes``, in order."""
+    return [check_mode(model, tokens, m, n_ctx) for m in modes]

@@ -1,6 +1,7 @@
 """The bug graphc exists for, on ggml's real allocator.
 
-A hidden state ``h_pre_norm`` is read by the caller after the graph (an MTP head's tap),
+A hidden state ``h_pre_norm`` is read by the caller after the graph (an MTP head's tap,
+copied out with ``ggml_backend_tensor_get`` and observed there, whatever its name),
 then ``rms_norm`` of it feeds the logits. Without ``ggml_set_output`` on the tap, ggml's
 graph allocator (``ggml_gallocr``) computes the norm in place over the tap's bytes, so
 after the run they hold the post-norm values and the head silently reads the wrong state.
@@ -16,7 +17,7 @@ import ctypes
 from dataclasses import dataclass
 
 import numpy as np
-from graphc.interop.capture import Capture, capture_cgraph
+from graphc.interop.capture import Capture, capture_cgraph, watch_cgraph
 from graphc.interop.ggml_abi import TYPE_F32, InitParams, lib
 
 TAP = "h_pre_norm"
@@ -35,11 +36,12 @@ class SeedRun:
     post_norm: np.ndarray
 
 
-def seed_graph(mark_tap: bool, tokens: int = 4, d: int = 16, vocab: int = 8, seed: int = 0
-               ) -> SeedRun:
+def seed_graph(mark_tap: bool, tokens: int = 4, d: int = 16, vocab: int = 8, seed: int = 0,
+               tap_name: str = TAP) -> SeedRun:
     """Build, allocate (``ggml_gallocr``) and compute ``h = x + y; n = rms_norm(h);
-    logits = W n`` with ggml, ``h`` read after the run; ``mark_tap``: call
-    ``ggml_set_output`` on ``h``."""
+    logits = W n`` with ggml, then read ``h`` (named ``tap_name``) and the logits with
+    ``ggml_backend_tensor_get``, as a host does; ``mark_tap``: call ``ggml_set_output`` on
+    ``h``. The capture knows what was read only from watching those copies."""
     g = lib()
     b = g.base
     ctx = b.ggml_init(InitParams(64 * int(b.ggml_tensor_overhead()) + (1 << 16), None, True))
@@ -53,7 +55,7 @@ def seed_graph(mark_tap: bool, tokens: int = 4, d: int = 16, vocab: int = 8, see
 
         x, y, w = matrix("x", d, tokens), matrix("y", d, tokens), matrix("w_out", d, vocab)
         tap = int(b.ggml_add(ctx, x, y))
-        b.ggml_set_name(tap, TAP.encode())
+        b.ggml_set_name(tap, tap_name.encode())
         if mark_tap:
             b.ggml_set_output(tap)
         norm = int(b.ggml_rms_norm(ctx, tap, ctypes.c_float(EPS)))
@@ -76,12 +78,15 @@ def seed_graph(mark_tap: bool, tokens: int = 4, d: int = 16, vocab: int = 8, see
             a = np.ascontiguousarray(rng.standard_normal(shape), np.float32)
             values[name] = a
             b.ggml_backend_tensor_set(t, a.ctypes.data, 0, a.nbytes)
-        if b.ggml_backend_graph_compute(backend, graph) != 0:
-            raise RuntimeError("ggml_backend_graph_compute failed")
         after = np.empty((tokens, d), np.float32)
-        b.ggml_backend_tensor_get(tap, after.ctypes.data, 0, after.nbytes)
+        out = np.empty((tokens, vocab), np.float32)
+        with watch_cgraph(graph) as watch:
+            if b.ggml_backend_graph_compute(backend, graph) != 0:
+                raise RuntimeError("ggml_backend_graph_compute failed")
+            b.ggml_backend_tensor_get(tap, after.ctypes.data, 0, after.nbytes)
+            b.ggml_backend_tensor_get(logits, out.ctypes.data, 0, out.nbytes)
         marked = "marked" if mark_tap else "unmarked"
-        capture = capture_cgraph(graph, f"ggml seed graph (tap {marked})", reads=[TAP])
+        capture = capture_cgraph(graph, f"ggml seed graph (tap {marked})", watch=watch)
     finally:
         if gallocr is not None:
             b.ggml_gallocr_free(gallocr)

@@ -6,7 +6,9 @@ buffers live at the same time overlap in ``[offset, offset + size)`` and every b
 or below the capacity. Two buffers with ``a.upper == b.lower`` are never live together.
 
 The file format is MiniMalloc's CSV: a header ``id,lower,upper,size`` (in any order, extra
-columns ignored) and one integer row per buffer; a solution adds an ``offset`` column.
+columns ignored) and one row per buffer; a solution adds an ``offset`` column. The id is a
+name, as in MiniMalloc (``b1``, ``7``, ``007`` are three ids), written back as given; the
+other fields are integers.
 :func:`read_intervals` refuses a bad file with a :class:`~graphc.errors.GraphError` naming
 ``file:line``.
 
@@ -17,8 +19,6 @@ buffer live then) that the exact solver's tests rely on.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,16 +28,22 @@ from graphc.errors import GraphError
 COLUMNS: tuple[str, ...] = ("id", "lower", "upper", "size")
 """The columns every interval file must have; ``offset`` is optional."""
 
+BufferId = int | str
+"""A buffer's id: an ``int`` when made in code (and when read as canonical base-10 text, such
+as ``7`` or ``-3``), else the ``str`` of the file (``b1``, ``007``, ``+7``). ``str(id)`` is
+always the text written to and read from a file, so no two ids in a file share it."""
+
 
 @dataclass(frozen=True, slots=True)
 class Buffer:
     """``size`` bytes live on ``[lower, upper)``; ``offset`` is where it is placed, if it is.
 
     Contract (checked by :func:`read_intervals`, assumed elsewhere): ``upper > lower``,
-    ``size >= 0`` and, when set, ``offset >= 0``.
+    ``size >= 0`` and, when set, ``offset >= 0``. ``id`` is a :data:`BufferId`, unique
+    within a problem by its text ``str(id)``.
     """
 
-    id: int
+    id: BufferId
     lower: int
     upper: int
     size: int
@@ -72,7 +78,21 @@ class _Where:
             return int(text.strip())
         except ValueError:
             raise self.error(f"column {column!r} is {text!r}, not an integer",
-                             fix="every field must be a base-10 integer") from None
+                             fix="every field but the id must be a base-10 integer") from None
+
+    def ident(self, text: str) -> BufferId:
+        """The id field (a comma-free piece of one line): any non-empty text, surrounding
+        spaces dropped; an ``int`` when it is canonical base-10 text (the text ``str`` gives
+        back), so that ``7`` reads as ``7`` and ``007`` stays ``'007'``."""
+        name = text.strip()
+        if not name:
+            raise self.error("column 'id' is empty",
+                             fix="every buffer needs a non-empty id (a name or a number)")
+        try:
+            number = int(name)
+        except ValueError:
+            return name
+        return number if str(number) == name else name
 
 
 def read_intervals(path: str | Path) -> list[Buffer]:
@@ -81,7 +101,8 @@ def read_intervals(path: str | Path) -> list[Buffer]:
     Returns the buffers in file order; ``offset`` is ``None`` when the column is absent or
     the field is empty. Raises :class:`GraphError` with ``file`` and ``line`` set for an
     empty file, a missing column, a row with too few fields, a non-integer, a negative
-    size or offset, ``upper <= lower`` and a duplicate id.
+    size or offset, ``upper <= lower``, an empty id and a duplicate id. An id is kept as
+    written (see :data:`BufferId`).
     """
     source = str(path)
     try:
@@ -94,15 +115,15 @@ def read_intervals(path: str | Path) -> list[Buffer]:
 def parse_intervals(text: str, source: str = "<text>") -> list[Buffer]:
     """Parse the text of an interval CSV file; see :func:`read_intervals` for the contract.
 
-    ``source`` names the file in errors.
+    ``source`` names the file in errors. A line is split at every comma, as MiniMalloc
+    does (no quoting), so an id is any text without a comma and is kept as written.
     """
-    rows = list(csv.reader(io.StringIO(text)))
-    lines = text.splitlines()
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    rows = [line.split(",") for line in lines]
 
     def where(lineno: int) -> _Where:
         return _Where(source, lineno, lines[lineno - 1] if 0 < lineno <= len(lines) else None)
 
-    # csv rows correspond to physical lines for this format (no quoted newlines).
     numbered = [(i + 1, r) for i, r in enumerate(rows) if any(f.strip() for f in r)]
     if not numbered:
         raise where(1).error("empty interval file: expected a header 'id,lower,upper,size'")
@@ -115,12 +136,12 @@ def parse_intervals(text: str, source: str = "<text>") -> list[Buffer]:
                 fix="the header must name id,lower,upper,size (offset optional)")
     index = {name: names.index(name) for name in (*COLUMNS, "offset") if name in names}
     buffers: list[Buffer] = []
-    seen: dict[int, int] = {}
+    seen: dict[str, int] = {}  # an id's text -> the line it is first on
     for lineno, row in numbered[1:]:
         loc = where(lineno)
         if len(row) < len(header):
             raise loc.error(f"{len(row)} field(s), the header has {len(header)}")
-        ident = loc.integer(row[index["id"]], "id")
+        ident = loc.ident(row[index["id"]])
         lower = loc.integer(row[index["lower"]], "lower")
         upper = loc.integer(row[index["upper"]], "upper")
         size = loc.integer(row[index["size"]], "size")
@@ -134,27 +155,33 @@ def parse_intervals(text: str, source: str = "<text>") -> list[Buffer]:
         if upper <= lower:
             raise loc.error(f"buffer {ident} has upper {upper} <= lower {lower}",
                             fix="a buffer is live on [lower, upper), which must not be empty")
-        if ident in seen:
-            raise loc.error(f"duplicate id {ident} (first on line {seen[ident]})")
-        seen[ident] = lineno
+        if str(ident) in seen:
+            raise loc.error(f"duplicate id {ident} (first on line {seen[str(ident)]})",
+                            fix="ids are compared as written: give every buffer its own")
+        seen[str(ident)] = lineno
         buffers.append(Buffer(ident, lower, upper, size, offset))
     return buffers
 
 
 def write_intervals(path: str | Path, buffers: Iterable[Buffer]) -> None:
     """Write buffers as CSV; the ``offset`` column is written when any buffer has one
-    (empty for those without). :func:`read_intervals` reads the file back unchanged."""
+    (empty for those without). Ids are written as ``str(id)``, unquoted, as MiniMalloc
+    does. :func:`read_intervals` reads the file back unchanged. Raises ``ValueError`` for
+    an id that could not be read back: empty, with a comma or a line break, or with
+    surrounding spaces."""
     bufs = list(buffers)
-    with_offset = any(b.offset is not None for b in bufs)
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([*COLUMNS, "offset"] if with_offset else list(COLUMNS))
     for b in bufs:
-        row: list[object] = [b.id, b.lower, b.upper, b.size]
+        text = str(b.id)
+        if not text or text != text.strip() or any(c in text for c in ",\r\n"):
+            raise ValueError(f"buffer id {text!r} cannot be written to an interval file")
+    with_offset = any(b.offset is not None for b in bufs)
+    lines = [",".join([*COLUMNS, "offset"] if with_offset else COLUMNS)]
+    for b in bufs:
+        row = [str(b.id), str(b.lower), str(b.upper), str(b.size)]
         if with_offset:
-            row.append("" if b.offset is None else b.offset)
-        writer.writerow(row)
-    Path(path).write_text(out.getvalue())
+            row.append("" if b.offset is None else str(b.offset))
+        lines.append(",".join(row))
+    Path(path).write_text("".join(line + "\n" for line in lines))
 
 
 def _events(buffers: Sequence[Buffer]) -> list[tuple[int, int, int]]:
@@ -192,7 +219,7 @@ def check_solution(
     ``capacity`` (when given), an offset not a multiple of ``alignment`` (when given), and
     every pair of buffers live at a common time whose byte ranges overlap. Zero-size
     buffers overlap nothing. Independent of the solver: a sweep over time that compares
-    each starting buffer with every buffer live at that moment.
+    each starting buffer with every buffer live at that moment. A pair is named in input order.
     """
     problems: list[str] = []
     for b in buffers:
@@ -217,7 +244,7 @@ def check_solution(
             b = placed[j]
             assert b.offset is not None
             if a.offset < b.offset + b.size and b.offset < a.offset + a.size:
-                first, second = (a, b) if a.id <= b.id else (b, a)
+                first, second = (a, b) if i < j else (b, a)  # input order: ids may mix
                 problems.append(
                     f"buffers {first.id} and {second.id} are live together on "
                     f"[{max(a.lower, b.lower)}, {min(a.upper, b.upper)}) and overlap in "

@@ -269,11 +269,12 @@ def test_recorder_sees_a_leaf_clobbered_before_its_first_read(gg: _Graph) -> Non
     assert b.ggml_backend_sched_alloc_graph(gg.sched, gg.graph)
     rec.reset()
     clean = gg.compute(o)
-    assert rec.finish("clean").findings == []
+    (clean_cap,) = rec.finish("clean")
+    assert clean_cap.findings == []
     tensor_at(a).data = tensor_at(z).data
     rec.reset()
     (got,) = gg.compute(o)
-    cap = rec.finish("moved")
+    (cap,) = rec.finish("moved")
     assert not np.array_equal(got, clean[0])
     assert [v.kind for v in check_import(import_capture(cap))] == ["clobbered-read"]
     assert cap.findings != []

@@ -50,6 +50,8 @@ def random_array(t: Tensor, rng: np.random.Generator, bound: int | None = None) 
         return rng.integers(0, hi, size=t.shape).astype(np.int32)
     if t.dtype == "bool":
         return rng.random(t.shape) < 0.5
+    if t.dtype == "u8":
+        return rng.integers(0, 256, size=t.shape).astype(np.uint8)
     return rng.uniform(-2.0, 2.0, size=t.shape).astype(to_numpy(t.dtype))
 
 

@@ -1,0 +1,301 @@
+"""What the host reads after a ggml graph is observed, never listed by name.
+
+The oracle is ggml's real memory: graphs built with ggml's API, allocated by ``ggml_gallocr``
+(or llama.cpp's scheduler), computed by ggml's CPU backend, read back with
+``ggml_backend_tensor_get`` as a host does, and compared with NumPy. graphc learns what was
+read only by watching those copies (``watch_cgraph``, ``Recorder``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("llama_cpp")
+
+from graphc.interop.capture import Recorder, capture_cgraph, watch_cgraph
+from graphc.interop.ggml_abi import TYPE_F32, InitParams, lib, library_paths, mapped_library
+from graphc.interop.ggml_import import check_import, import_capture
+from graphc.interop.llama_check import judge
+from graphc.interop.llama_run import Mode, capture_llama
+from graphc.interop.seed import seed_graph
+from graphc.interop.tiny_models import TINY, write_llama, write_qwen3
+
+from graphc.cli import main
+
+PROMPT = list(b"graphc!!")
+P = ctypes.c_void_p
+
+
+# ---------------------------------------------------------------- ggml's own allocator
+@pytest.mark.parametrize("name", ["h_pre_norm", "h_nextn", "zq_hidden_7", ""])
+def test_the_seed_bug_is_caught_under_any_name(name: str) -> None:
+    run = seed_graph(mark_tap=False, tap_name=name)
+    # judged without graphc: the host really got the post-norm values
+    assert np.allclose(run.tap_after_run, run.post_norm, atol=1e-5)
+    assert not np.allclose(run.tap_after_run, run.pre_norm, atol=1e-3)
+    imp = import_capture(run.capture)
+    found = check_import(imp)
+    assert [v.kind for v in found] == ["unmarked-tap"]
+    line = imp.explain(found[0])
+    assert (name or "node_0") in line and "h_post_norm (RMS_NORM" in line
+    assert "ggml_set_output" in line
+    fixed = seed_graph(mark_tap=True, tap_name=name)
+    assert np.allclose(fixed.tap_after_run, fixed.pre_norm, atol=1e-6)
+    assert check_import(import_capture(fixed.capture)) == []
+
+
+class _Ggml:
+    """A ggml context, the CPU backend and a gallocr, freed by :meth:`free`."""
+
+    def __init__(self) -> None:
+        self.b = lib().base
+        self.ctx = int(self.b.ggml_init(InitParams(64 * int(self.b.ggml_tensor_overhead())
+                                                   + (1 << 16), None, True)))
+        self.backend = int(lib().cpu.ggml_backend_cpu_init())
+        lib().cpu.ggml_backend_cpu_set_n_threads(self.backend, 1)
+        self.gallocr = int(self.b.ggml_gallocr_new(
+            self.b.ggml_backend_get_default_buffer_type(self.backend)))
+        self.rng = np.random.default_rng(0)
+        self.values: dict[int, np.ndarray] = {}
+
+    def leaf(self, name: str, cols: int, rows: int) -> int:
+        t = int(self.b.ggml_new_tensor_2d(self.ctx, TYPE_F32, cols, rows))
+        self.b.ggml_set_name(t, name.encode())
+        self.b.ggml_set_input(t)
+        self.values[t] = self.rng.standard_normal((rows, cols)).astype(np.float32)
+        return t
+
+    def graph(self, *outs: int) -> int:
+        g = int(self.b.ggml_new_graph(self.ctx))
+        for o in outs:
+            self.b.ggml_build_forward_expand(g, o)
+        assert self.b.ggml_gallocr_alloc_graph(self.gallocr, g)
+        for t, a in self.values.items():
+            self.b.ggml_backend_tensor_set(t, a.ctypes.data, 0, a.nbytes)
+        return g
+
+    def get(self, t: int, shape: tuple[int, ...]) -> np.ndarray:
+        out = np.empty(shape, np.float32)
+        self.b.ggml_backend_tensor_get(t, out.ctypes.data, 0, out.nbytes)
+        return out
+
+    def free(self) -> None:
+        self.b.ggml_gallocr_free(self.gallocr)
+        self.b.ggml_backend_free(self.backend)
+        self.b.ggml_free(self.ctx)
+
+
+@pytest.fixture
+def gg() -> Iterator[_Ggml]:
+    g = _Ggml()
+    try:
+        yield g
+    finally:
+        g.free()
+
+
+def test_a_read_the_placement_spared_is_still_a_violation(gg: _Ggml) -> None:
+    """The contract rule: the host reads ``tap`` without the flag, and only a matmul of
+    another shape follows, so ggml happened to leave its bytes alone -- the values are
+    right (checked against NumPy), and graphc still refuses it, naming the flag to set."""
+    b = gg.b
+    x, y, w = gg.leaf("x", 8, 4), gg.leaf("y", 8, 4), gg.leaf("w", 8, 3)
+    tap = int(b.ggml_add(gg.ctx, x, y))
+    b.ggml_set_name(tap, b"mystery_state")
+    out = int(b.ggml_mul_mat(gg.ctx, w, tap))
+    b.ggml_set_name(out, b"out")
+    b.ggml_set_output(out)
+    g = gg.graph(out)
+    with watch_cgraph(g) as watch:
+        assert b.ggml_backend_graph_compute(gg.backend, g) == 0
+        got = gg.get(tap, (4, 8))
+        gg.get(out, (4, 3))
+    assert np.allclose(got, gg.values[x] + gg.values[y])  # right, by accident
+    cap = capture_cgraph(g, "spared", watch=watch)
+    assert [cap.tensors[h.tensor].name for h in cap.host_reads] == ["mystery_state", "out"]
+    imp = import_capture(cap)
+    found = check_import(imp)
+    assert [(v.kind, v.clobbered_by) for v in found] == [("unmarked-tap", None)]
+    line = imp.explain(found[0])
+    assert "mystery_state" in line and "no OUTPUT flag" in line and "by accident" in line
+    assert "last reader inside the graph is node 1, out (MUL_MAT" in line
+
+
+def test_a_partial_copy_is_a_read_of_those_bytes(gg: _Ggml) -> None:
+    """A host copy of one row of a flagged output is a window of its bytes; a copy of one
+    row of an unflagged tensor is the contract violation, whatever the row."""
+    b = gg.b
+    x, y = gg.leaf("x", 8, 4), gg.leaf("y", 8, 4)
+    s = int(b.ggml_add(gg.ctx, x, y))
+    b.ggml_set_name(s, b"s")
+    b.ggml_set_output(s)
+    g = gg.graph(s)
+    with watch_cgraph(g) as watch:
+        assert b.ggml_backend_graph_compute(gg.backend, g) == 0
+        row = np.empty(8, np.float32)
+        b.ggml_backend_tensor_get(s, row.ctypes.data, 32, 32)
+    assert np.allclose(row, (gg.values[x] + gg.values[y])[1])
+    cap = capture_cgraph(g, "row", watch=watch)
+    assert [(h.offset, h.size) for h in cap.host_reads] == [(32, 32)]
+    imp = import_capture(cap)
+    assert check_import(imp) == []
+    (_, window), = imp.host
+    assert window.op == "as_strided" and window.shape == (8,)
+
+
+def _sched(gg: _Ggml, rec: Recorder) -> int:
+    b = gg.b
+    for name, (restype, argtypes) in {
+        "ggml_backend_sched_new": (P, [ctypes.POINTER(P), ctypes.POINTER(P), ctypes.c_int,
+                                       ctypes.c_size_t, ctypes.c_bool, ctypes.c_bool]),
+        "ggml_backend_sched_set_eval_callback": (None, [P, P, P]),
+        "ggml_backend_sched_alloc_graph": (ctypes.c_bool, [P, P]),
+        "ggml_backend_sched_graph_compute": (ctypes.c_int, [P, P]),
+        "ggml_backend_sched_free": (None, [P]),
+    }.items():
+        fn = getattr(b, name)
+        fn.restype, fn.argtypes = restype, argtypes
+    backends = (P * 1)(gg.backend)
+    sched = int(b.ggml_backend_sched_new(backends, None, 1, 256, False, False))
+    b.ggml_backend_sched_set_eval_callback(sched, ctypes.cast(rec.callback, P), None)
+    return sched
+
+
+@pytest.mark.parametrize("flag", [False, True])
+def test_the_recorder_sees_the_host_get_bytes_the_graph_did_not_leave(
+        gg: _Ggml, flag: bool) -> None:
+    """Through ggml's scheduler with the Recorder as eval callback: the host's copy of an
+    unflagged tap is compared with what the tap's node wrote, at the moment of the copy."""
+    b = gg.b
+    x, y = gg.leaf("x", 16, 4), gg.leaf("y", 16, 4)
+    tap = int(b.ggml_add(gg.ctx, x, y))
+    b.ggml_set_name(tap, b"t")
+    if flag:
+        b.ggml_set_output(tap)
+    norm = int(b.ggml_rms_norm(gg.ctx, tap, ctypes.c_float(1e-6)))
+    b.ggml_set_output(norm)
+    rec = Recorder()
+    sched = _sched(gg, rec)
+    try:
+        g = int(b.ggml_new_graph(gg.ctx))
+        b.ggml_build_forward_expand(g, norm)
+        assert b.ggml_backend_sched_alloc_graph(sched, g)
+        for t, a in gg.values.items():
+            b.ggml_backend_tensor_set(t, a.ctypes.data, 0, a.nbytes)
+        with rec:
+            rec.reset()
+            assert b.ggml_backend_sched_graph_compute(sched, g) == 0
+            got = gg.get(tap, (4, 16))
+            (cap,) = rec.finish("sched")
+    finally:
+        b.ggml_backend_sched_free(sched)
+    right = np.allclose(got, gg.values[x] + gg.values[y])
+    assert right == flag  # judged without graphc
+    assert [cap.tensors[h.tensor].name for h in cap.host_reads] == ["t"]
+    assert bool(cap.findings) == (not flag)
+    if not flag:
+        assert "the host copied bytes 0..256 of t (ADD" in cap.findings[0].detail
+    assert judge(cap).safe == flag
+
+
+# ---------------------------------------------------------------- llama.cpp's modes
+@pytest.fixture(scope="module")
+def llama_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_llama(tmp_path_factory.mktemp("m") / "tiny-llama.gguf")
+
+
+def _names(cap: object) -> list[str]:
+    c = cap  # a Capture
+    return [c.tensors[h.tensor].name for h in c.host_reads]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("mode", "step", "reads"), [
+    (Mode(), "prompt", ["result_output"]),
+    (Mode(layer_inputs=True), "prompt", ["result_output", "embd", "l_out-0"]),
+    (Mode(embeddings="mean"), "decode", ["result_output", "result_embd_pooled"]),
+    (Mode(backend_sampling=True), "prompt",
+     ["dist_sampled_token", "top_k_rows", "dist_probs", "top_k"]),
+])
+def test_what_llama_cpp_copies_out_is_observed_in_every_mode(
+        llama_path: Path, mode: Mode, step: str, reads: list[str]) -> None:
+    run = capture_llama(llama_path, PROMPT, mode)
+    cap = run.captures[step]
+    assert _names(cap) == reads
+    for h in cap.host_reads:  # every tensor llama.cpp copies out carries the flag
+        assert "OUTPUT" in cap.tensors[h.tensor].flag_names
+    for label, c in run.captures.items():
+        v = judge(c, label)
+        assert v.safe and c.findings == [], (label, v.violations)
+
+
+def test_layer_inputs_are_the_values_the_api_returns(llama_path: Path) -> None:
+    """The bytes the Recorder saw copied out are what ``llama_get_embeddings_layer_inp``
+    hands back (the last token's row of each layer's input)."""
+    run = capture_llama(llama_path, PROMPT, Mode(layer_inputs=True))
+    got = run.results["prompt"]["layer_inputs"]
+    assert got.shape == (TINY.n_layers, TINY.d_model) and np.isfinite(got).all()
+    assert not np.allclose(got[0], got[1])
+
+
+def test_a_batch_split_into_ubatches_is_one_capture_per_graph(llama_path: Path) -> None:
+    run = capture_llama(llama_path, PROMPT, Mode(logits="all", n_ubatch=4))
+    assert [k for k in run.captures if k.startswith("prompt")] == ["prompt.1", "prompt.2"]
+    for k in ("prompt.1", "prompt.2"):
+        (h,) = run.captures[k].host_reads  # each ubatch's 4 logits rows, copied after it
+        assert h.size == 4 * 256 * 4
+        assert judge(run.captures[k], k).safe
+
+
+def test_a_quantized_kv_cache_is_imported_at_byte_granularity(tmp_path: Path) -> None:
+    """q8_0 / q4_0 rows are 34 / 18 bytes: views start inside 4-byte words."""
+    from graphc.examples.qwen import QwenConfig
+
+    path = write_qwen3(tmp_path / "h32.gguf", QwenConfig(vocab=256, max_ctx=256, n_heads=2,
+                                                         n_kv_heads=1))
+    for kv in ("q8_0", "q4_0"):
+        run = capture_llama(path, PROMPT, Mode(kv_type=kv, flash_attn=True))
+        for label, cap in run.captures.items():
+            assert any(t.type == kv for t in cap.tensors)
+            v = judge(cap, label)
+            assert v.safe, (kv, label, v.violations)
+            g = v.imported.graph
+            # the cache is raw bytes, written in place by SET_ROWS through views
+            assert {t.op for t in g.nodes if t.dtype == "u8"} == {"state", "opaque_inplace"}
+
+
+# ---------------------------------------------------------------- one ggml
+def test_the_ggml_read_is_the_copy_llama_cpp_loaded(tmp_path: Path) -> None:
+    maps = tmp_path / "maps"
+    maps.write_text("7f00-7f01 r-xp 00000000 08:01 1 /a/lib/libggml-base.so\n"
+                    "7f02-7f03 r-xp 00000000 08:01 2 /b/build/bin/libggml-base.so.0.9\n"
+                    "7f04-7f05 r-xp 00000000 08:01 3 /b/build/bin/libggml-cpu.so\n")
+    assert mapped_library("libggml-base", str(maps)) == Path("/b/build/bin/libggml-base.so.0.9")
+    assert mapped_library("libggml-cpu", str(maps)) == Path("/b/build/bin/libggml-cpu.so")
+    assert mapped_library("libllama", str(maps)) is None
+    mapped = mapped_library("libggml-base")
+    assert mapped is not None and library_paths()["libggml-base"] == mapped
+
+
+# ---------------------------------------------------------------- the command
+def test_llama_check_modes_and_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["llama-check", "--tiny", "llama", "--layer-inputs", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["graph"] for r in rows] == ["prompt", "decode"]
+    assert [h["tensor"] for h in rows[0]["host_reads"]] == ["result_output", "embd",
+                                                             "l_out-0"]
+    # a mode the model lacks: llama.cpp aborts the child process, one clear line here
+    assert main(["llama-check", "--tiny", "gemma3", "--layer-inputs"]) == 2
+    err = capsys.readouterr().err
+    assert "aborted" in err and "t_layer_inp" in err and "Traceback" not in err
+    assert main(["llama-check", "--tiny", "qwen3", "--mtp"]) == 2
+    assert "no MTP (nextn) block" in capsys.readouterr().err
+    assert main(["llama-check", "--tiny", "qwen3", "--kv-type", "q8_0", "--flash-attn"]) == 2
+    assert "does not divide" in capsys.readouterr().err
+    assert main(["llama-check", "--tiny", "qwen3", "--logits", "x"]) == 2
+    assert "not last, all, none or row numbers" in capsys.readouterr().err
