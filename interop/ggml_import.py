@@ -514,9 +514,9 @@ def unflagged_reads(imp: Imported) -> list[Violation]:
         if root.buffer is None or cap.buffers[root.buffer].usage != "compute":
             continue  # KV cache, weights: not placed by the graph allocator
         seen.add(root.id)
-        readers = [k for k, rid in enumerate(cap.order)
-                   if any(s is not None and (s == root.id or cap.tensors[s].view_src == root.id)
-                          for s in cap.tensors[rid].src) or cap.tensors[rid].view_src == root.id]
+        readers = [k for k, rid in enumerate(cap.order) if rid != root.id and (
+                   any(s is not None and (s == root.id or cap.tensors[s].view_src == root.id)
+                       for s in cap.tensors[rid].src) or cap.tensors[rid].view_src == root.id)]
         name = root.name or "it"
         if readers:
             last = cap.tensors[cap.order[readers[-1]]]
