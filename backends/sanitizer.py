@@ -16,14 +16,18 @@ window is checked byte by byte: it must hold the current version of the value it
 window onto, element for element. After the node's last counted reader a value's bytes are
 poisoned again. After the run every marked output, every tap and every assigned value is
 read (all reads before any write), the state updates are written all at once, and params
-and states are checked to still hold their own bytes.
+and states are checked to still hold their own bytes. Taps are read last, as the caller
+reads them once ``run()`` has returned: after the state updates, so a tap on bytes that a
+state update wrote holds the state's new value, which is right only when the tap is that
+new value, written in place.
 
 Kinds reported (a :class:`~graphc.passes.aliasing.Violation` each):
 
 - ``clobbered-read``: an op (or the state update after the run) reads a value whose bytes
   now hold another value, poison, or nothing (``clobbered_by`` names the writer, if any).
 - ``output-clobbered`` / ``unmarked-tap``: the same, for a marked output / a tap read by
-  the host after the run.
+  the host after the run (a tap after the state updates: ``clobbered_by`` is then the new
+  value of the state written over it).
 - ``bad-view``: a view placement that is not a window onto its source (``view_of`` is not
   the view op's operand, it reaches outside its source's bytes, or it holds the wrong
   elements of it). ``bad-layout``: a value that is not dense row-major, or whose own bytes
@@ -319,13 +323,17 @@ class SanitizedArenaExecutable(ArenaExecutable):
         self._owner[w.region][mine] = pid
 
     def _check(self, o: Tensor, kind: str, what: str, step: int,
-               fix: str | None = None) -> _Window:
-        """Check that ``o``'s window holds what it must; ``what`` says who reads it."""
+               fix: str | None = None, accept: Sequence[int] | None = None) -> _Window:
+        """Check that ``o``'s window holds what it must; ``what`` says who reads it.
+        ``accept``: the versions its bytes may hold (default: its root's current one)."""
         w = self._resolve(o, step)
         root, r = w.root, w.region
         vid = self._current.get(root)
         owners = self._owner[r][w.addr]
-        bad = owners != vid if vid is not None else np.ones(owners.shape, bool)
+        if accept is not None:
+            bad = ~np.isin(owners, np.asarray(accept, np.int64))
+        else:
+            bad = owners != vid if vid is not None else np.ones(owners.shape, bool)
         lr = label(root)
         through = f" (through {label(o)})" if o is not root else ""
         if bad.any():
@@ -366,6 +374,30 @@ class SanitizedArenaExecutable(ArenaExecutable):
                 f"{label(o)} {what}: its element {tuple(map(int, at))} holds "
                 f"element {tuple(map(int, got))}"))
         return w
+
+    def _check_tap(self, o: Tensor, vid: int | None,
+                   updates: Mapping[int, tuple[int, Tensor, Tensor]], end: int) -> None:
+        """Check tap ``o`` as the caller reads it, after the state updates: its bytes must
+        hold version ``vid`` of its root, or a state's new version that is a copy of that
+        very version (the tap is the new value, written in place). ``updates``: each new
+        state version -> (the version it copies, the assigned value, the state)."""
+        accept = [] if vid is None else [vid, *(k for k, u in updates.items() if u[0] == vid)]
+        w = self._resolve(o, end)
+        owners = self._owner[w.region][w.addr]
+        hit = [int(x) for x in np.unique(owners) if int(x) in updates and int(x) not in accept]
+        if vid is not None and hit:
+            _, v, s = updates[hit[0]]
+            lo = label(o)
+            through = "" if o is w.root else f" (a view of {label(w.root)})"
+            raise _Fault(_violation(
+                "unmarked-tap", o, v, end,
+                f"give {lo} bytes of its own, apart from state {s.name!r} (plan_memory with "
+                f"the tap in reads= copies it out), or read it as an output, which run() "
+                f"returns before the state updates",
+                f"{lo}{through} (a tap) is read after the run returns, but the update of "
+                f"state {s.name!r} wrote its new value {label(v)} over its bytes first"))
+        self._check(o, "unmarked-tap", f"(a tap) is read after the run, once the state "
+                    f"updates are written (step {end})", end, accept=accept)
 
     def _check_write(self, t: Tensor, w: _Window, step: int) -> None:
         """Kernels read operands while they write: ``t``'s bytes may overlap an operand's
@@ -484,19 +516,32 @@ class SanitizedArenaExecutable(ArenaExecutable):
 
     def _after_run(self, end: int) -> tuple[dict[str, Any], dict[str, Any]]:
         g = self.graph
-        # every read first: the host may read any marked output, the taps, the new states
+        # every read first: the host reads any marked output, the state updates the values
         for name, o in g.outputs.items():
             self._check(o, "output-clobbered",
                         f"(output {name!r}) is read after the run (step {end})", end)
-        for o in self.taps:
-            self._check(o, "unmarked-tap", f"(a tap) is read after the run (step {end})", end)
         for s, v in g.assigns.items():
             self._check(v, "clobbered-read", f"(the new value of state {s.name!r}) is read "
                         f"after the run (step {end})", end)
+        # what each tap must still hold when the caller reads it, after the state updates
+        tap_version = {o: self._current.get(self._resolve(o, end).root) for o in self.taps}
         outputs = {n: self.view(t).copy() for n, t in g.outputs.items() if n in self.reads}
         new_values = {s: self.view(v).copy() for s, v in g.assigns.items()}
+        copied: dict[Tensor, tuple[int, Tensor]] = {}  # state -> (its new value's version,
+        # that value), when the new value owns its bytes: what the state then holds a copy of
+        for s, v in g.assigns.items():
+            vw = self._resolve(v, end)
+            if not vw.is_view and v in self._current:
+                copied[s] = (self._current[v], v)
+        updates: dict[int, tuple[int, Tensor, Tensor]] = {}  # new state version -> its source
         for s, value in new_values.items():  # then all state writes, at once
             self._store(s, self._root_window(s, end), value, end)
+            if s in copied:
+                updates[self._current[s]] = (*copied[s], s)
+            else:
+                updates[self._current[s]] = (NEVER, g.assigns[s], s)
+        for o in self.taps:  # the caller reads the taps once run() has returned
+            self._check_tap(o, tap_version[o], updates, end)
         for p in g.params.values():
             self._check(p, "param-written",
                         f"(a param) must keep its bytes to the end of the run (step {end})", end)
@@ -511,11 +556,13 @@ class SanitizedArenaExecutable(ArenaExecutable):
 @dataclass
 class SanitizeResult:
     """What :func:`sanitize` saw: the first ``violation`` (None: every run was clean), and
-    per completed run every marked output (whole) and every state after the run."""
+    per completed run every marked output (whole), every state after the run and what
+    ``read_buffer`` shows for every tap once the run has returned."""
 
     violation: Violation | None
     outputs: list[dict[str, np.ndarray]] = field(default_factory=list)
     states: list[dict[str, np.ndarray]] = field(default_factory=list)
+    taps: list[dict[Tensor, np.ndarray]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -573,6 +620,7 @@ def sanitize(g: Graph, plan: MemoryPlan, params: Mapping[str, Any] | None,
             break
         result.outputs.append(out)
         result.states.append({k: np.array(v, copy=True) for k, v in exe.state.items()})
+        result.taps.append({t: exe.read_buffer(t) for t in exe.taps})
     return result
 
 

@@ -5,8 +5,11 @@ Run: python benchmarks/bench_soundness.py [--quick] [--graphs N] [--seed S]
 
 Prints, from one run:
 1. over generated graphs (states, swaps, in-place cache updates, every op family, views
-   of views, rank-3+ permutations) x every planner plan (two strategies, two orders,
-   with and without planner-chosen in-place writes) x one mutant per mutation kind
+   of views, rank-3+ permutations) with generated reads (taps among them: tensors read
+   after the run that are not outputs, views of reassigned states included, judged as
+   ``read_buffer`` shows them once the run has returned, after the state updates) x
+   every planner plan (each strategy told the reads, two orders, with and without
+   planner-chosen in-place writes) x one mutant per mutation kind
    (chosen without any liveness), the outcome of each (graph, plan, mutation) triple:
    ``safe``, ``caught``, ``missed`` (static safe, the run is not: the goal is 0),
    ``conservative`` (refused by a deliberate rule, runs correctly) and ``false-alarm``
@@ -30,22 +33,27 @@ from hypothesis import seed as hseed
 from hypothesis import strategies as st
 
 import graphc as gc
+from graphc.ops import OP_TABLE
 from graphc.testing.soundness import OUTCOMES, Tally, differential
-from graphc.testing.strategies import ALL_FAMILIES, graphs
+from graphc.testing.strategies import ALL_FAMILIES, graphs, reads_for
 
 
 def soundness_table(n_graphs: int, seed: int) -> Tally:
     """Judge every planner plan and mutant of ``n_graphs`` generated graphs."""
     tally = Tally()
-    count = [0]
+    count = [0, 0, 0]  # graphs, graphs read with taps, ... with a tap on a reassigned state
 
     @settings(max_examples=n_graphs, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     @given(g=graphs(max_nodes=10, inplace=True, max_rank=4, states=True,
-                    families=ALL_FAMILIES), data_seed=st.integers(0, 2**16))
-    def one(g: gc.Graph, data_seed: int) -> None:
+                    families=ALL_FAMILIES), data=st.data(), data_seed=st.integers(0, 2**16))
+    def one(g: gc.Graph, data: st.DataObject, data_seed: int) -> None:
+        reads = data.draw(reads_for(g, taps=True))
+        taps = [t for t in reads if isinstance(t, gc.Tensor)]
         count[0] += 1
-        differential(g, tally, seed=data_seed)
+        count[1] += bool(taps)
+        count[2] += any(_on_reassigned_state(g, t) for t in taps)
+        differential(g, tally, seed=data_seed, reads=reads)
 
     t0 = time.perf_counter()
     hseed(seed)(one)()
@@ -53,6 +61,8 @@ def soundness_table(n_graphs: int, seed: int) -> Tally:
     rows = sorted(tally.counts)
     print(f"{count[0]} generated graphs, {tally.total:,} (graph, plan, mutation) triples in "
           f"{seconds:.0f} s")
+    print(f"taps: {count[1]} graphs read with taps, {count[2]} with a tap on a view of a "
+          f"state the run reassigns (read after the state updates)")
     print(f"{'mutation':<16} " + " ".join(f"{o:>12}" for o in OUTCOMES)
           + f" {'unsafe runs':>11} {'catch rate':>10}")
     for name in rows:
@@ -71,6 +81,13 @@ def soundness_table(n_graphs: int, seed: int) -> Tally:
     for text in tally.failures[:5]:
         print("DISAGREEMENT", text)
     return tally
+
+
+def _on_reassigned_state(g: gc.Graph, t: gc.Tensor) -> bool:
+    """True when ``t`` is a view (of views) of a state the run assigns a new value."""
+    while t.inputs and t.op in OP_TABLE and OP_TABLE[t.op].is_view:
+        t = t.inputs[0]
+    return t.op == "state" and t in g.assigns and g.assigns[t] is not t
 
 
 def _ms(exe: gc.Executable, feeds: dict[str, np.ndarray]) -> float:

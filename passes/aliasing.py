@@ -22,15 +22,18 @@ What it proves, in order (a failing stage stops the later ones):
    place, at the same bytes (``bad-label``).
 3. *Liveness*: each value (a tensor that owns bytes, not a view) is defined at its step
    (leaves before the run) and needed until its last reader, reads through views
-   included. After the run the caller reads every output and every tap, and the state
-   updates read every assigned value (all before any state is written); params are
-   needed forever, and a state that is not assigned must still hold its value after the
-   run. Writing a value over bytes of a value still needed later is a violation
-   (``clobbered-read``, ``output-clobbered``, ``unmarked-tap``, ``param-written``,
-   ``state-misassigned``); so is overwriting an operand of the same op, except an exact
-   in-place write into operand 0 by an op that allows it (``bad-inplace``); two leaves on
-   the same bytes, one of them read, are an ``overlap`` (the plan does not say which is
-   written last).
+   included. At the end of the run the caller's outputs are read and the state updates
+   read every assigned value, all before any state is written; then every assigned state
+   takes its new value. The caller reads taps after that, once ``run()`` has returned, so
+   a tap with a byte where a state update writes must be that state's new value itself,
+   written in place (``unmarked-tap`` otherwise: a view of a reassigned state reads the
+   new value). Params are needed forever, and a state that is not assigned must still
+   hold its value after the run. Writing a value over bytes of a value still needed later
+   is a violation (``clobbered-read``, ``output-clobbered``, ``unmarked-tap``,
+   ``param-written``, ``state-misassigned``); so is overwriting an operand of the same op,
+   except an exact in-place write into operand 0 by an op that allows it
+   (``bad-inplace``); two leaves on the same bytes, one of them read, are an ``overlap``
+   (the plan does not say which is written last).
 
 Some rules are stricter than any run can show, on purpose (:data:`CONSERVATIVE_KINDS`): a
 plan must describe itself truthfully (fingerprint, labels, sizes, alignment, regions) even
@@ -180,6 +183,7 @@ class _Check:
         self.pos: dict[Tensor, int] = {}
         self.views: dict[Tensor, Tensor] = {}
         self.assigned: dict[Tensor, Tensor] = {}
+        self.taps: set[Tensor] = set()  # tensors the caller reads that are not outputs
         self.starts: dict[Tensor, np.ndarray] = {}  # element byte offsets of strided windows
 
     def add(self, kind: Kind, t: Tensor | None, by: Tensor | None, step: int | None, fix: str,
@@ -381,7 +385,7 @@ class _Check:
         for t in outputs:
             read(t, n, "output")
         for t in _caller_reads(g, self.reads) - outputs:
-            read(t, n, "tap")
+            read(t, n, "tap")  # read to the end here; after the state updates too (below)
         self.assigned = {v: s for s, v in g.assigns.items()}
         for v in self.assigned:
             read(v, n, "assigned")
@@ -390,6 +394,7 @@ class _Check:
                 read(t, n + 1, "param")  # the next run reads it too
             elif t.op == "state" and t not in g.assigns:
                 read(t, n, "state")  # an unassigned state keeps its value to the next run
+        self.taps = _caller_reads(g, self.reads) - outputs
         need = {t: max((r[0] for r in reads[t]), default=-1) for t in owners}
 
         # Live values sit per region in a list sorted by offset, expired through a heap
@@ -430,6 +435,7 @@ class _Check:
                 widest[region] = max(widest.get(region, 0), hi - lo)
                 heapq.heappush(expiry, (need[v], v.uid, v))
         self.state_updates(owners)
+        self.taps_after_updates()
 
     def root(self, t: Tensor) -> Tensor:
         """The value whose bytes ``t`` reads: ``t``, or the source its views lead to."""
@@ -570,13 +576,44 @@ class _Check:
                              f"states {a.name!r} and {b.name!r} share bytes, and the new "
                              f"value of {written.name!r} is written there {AFTER_RUN}")
 
+    def taps_after_updates(self) -> None:
+        """The caller reads a tap once the run has returned, after every state update: a
+        tap with a byte where an assigned state takes its new value reads that new value,
+        which is its own only when the tap is (a view of) the new value itself, written
+        in place into the state's bytes."""
+        g, P, end = self.g, self.P, len(self.plan.order)
+        for o in sorted(self.taps, key=lambda t: self.pos.get(t, -1)):
+            root = self.root(o)
+            for s, v in g.assigns.items():
+                ps, pv = P[s], P[v]
+                if P[o].region != ps.region or not s.nbytes \
+                        or not self.meets(o, ps.offset, ps.offset + s.nbytes):
+                    continue
+                if root is v and pv.view_of is None \
+                        and (pv.region, pv.offset) == (ps.region, ps.offset):
+                    continue  # the tap reads the state's new value, which is its own
+                lo = label(o)
+                fix = (f"read exe.state[{s.name!r}] for the new value, or mark a copy, "
+                       f"g.set_output(g.copy(s), ...), for the value the run read"
+                       if o.op == "state" else
+                       f"give {lo} bytes of its own, apart from state {s.name!r} (the "
+                       f"planner does when reads= names the tap: its view op then copies "
+                       f"it out), or read it as an output, which run() returns before the "
+                       f"state updates")
+                self.add("unmarked-tap", o, v, end, fix,
+                         f"{lo} is read after the run returns, but by then the update of "
+                         f"state {s.name!r} has written its new value {label(v)} over "
+                         f"{lo}'s bytes")
+                break
+
 
 def check_aliasing(g: Graph, plan: MemoryPlan, reads: ReadsArg = None) -> list[Violation]:
     """Every violation of ``plan`` for ``g`` (empty: proven safe).
 
     ``reads``: what the caller reads after the run besides the outputs, which are always
     readable (output names, tensors, or names of tensors; a tensor that is not an output
-    is a tap, and a tap that is overwritten is reported as ``unmarked-tap``).
+    is a tap, read after the state updates, and a tap that is overwritten -- during the
+    run, or by a state update -- is reported as ``unmarked-tap``).
     """
     c = _Check(g, plan, reads)
     if c.provenance():

@@ -14,6 +14,16 @@ it once the run is over, all at once -- unless that value is written in place in
 state's bytes. The planner, its lower bound and the scheduler's simulation all take this
 set from here; the aliasing checker derives its own, on purpose.
 
+Taps are read later still: the caller reads a tap (``exe.read_buffer(t)``) once ``run()``
+has returned, *after* the state updates have written every assigned state. A tap that is
+a view of a state that the run reassigns would then show the new value, not its own. The
+planner therefore never places such a tap as a window onto the state: it gives it bytes of
+its own in the arena, where the view op copies the elements out during the run
+(:func:`late_taps`). Copying is chosen over refusing because the tap's value is well
+defined and cheap to keep; only the planner knows the tap is read late, so no IR change
+(a ``copy`` node) is needed and a plan made without the tap in ``reads`` stays as it was.
+A tap that *is* a reassigned state has no op to copy it with: the planner refuses it.
+
 Strategies:
 
 - ``greedy-by-size`` (offline, the default): liveness knows every reader, including
@@ -31,7 +41,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 from bisect import insort
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -40,7 +50,7 @@ from graphc.passes.intervals import Buffer
 
 from graphc.errors import GraphError
 from graphc.graph import Graph
-from graphc.naming import ssa_names
+from graphc.naming import label, ssa_names
 from graphc.ops import OP_TABLE, contiguous_strides, view_layout
 from graphc.reads import ReadsArg, parse_reads
 from graphc.tensor import Tensor
@@ -170,6 +180,27 @@ def external_reads(g: Graph, reads: ReadsArg) -> set[Tensor]:
     return out
 
 
+def late_taps(g: Graph, reads: ReadsArg) -> set[Tensor]:
+    """The taps of ``reads`` (tensors read after the run that are not outputs), which the
+    caller reads once ``run()`` has returned: after the state updates. Raises GraphError
+    for a tap that is itself a state the run reassigns (no op can copy it; see the module
+    doc). A state assigned itself (``assign s <- s``) keeps its bytes and may be a tap.
+    """
+    outputs = set(g.output_view.values())
+    taps = external_reads(g, reads) - outputs
+    reassigned = {s for s, v in g.assign_view.items() if v is not s}
+    bad = sorted(taps & reassigned, key=lambda t: t.uid)
+    if bad:
+        t = bad[0]
+        raise GraphError(
+            f"tap {label(t)} is state {t.name!r}, which the run assigns a new value: read "
+            f"after the run, its bytes hold the new value, not the value the run read",
+            node=t,
+            fix=f"read exe.state[{t.name!r}] for the new value, or mark a copy for the value "
+                f"the run read: g.set_output(g.copy(s), '{t.name}_old')")
+    return taps
+
+
 def kept_after_run(g: Graph, reads: ReadsArg = None, *, taps: bool = True) -> set[Tensor]:
     """What the planner keeps live to the end of the run: every output, every value
     assigned to a state (read by the state updates after the run) and, with ``taps``, the
@@ -220,8 +251,15 @@ class _Buffer:
 Layout = tuple[int, tuple[int, ...]]  # (element offset, element strides) of a view
 
 
-def _views(order: Sequence[Tensor]) -> tuple[dict[Tensor, Tensor], dict[Tensor, Layout]]:
-    """Which view-op nodes can alias their source (and their element offset and strides)."""
+def _views(order: Sequence[Tensor], taps: Set[Tensor] = frozenset(),
+           new_value: Mapping[Tensor, Tensor] | None = None
+           ) -> tuple[dict[Tensor, Tensor], dict[Tensor, Layout]]:
+    """Which view-op nodes can alias their source (and their element offset and strides).
+
+    A tap among ``taps`` whose window would lie in the bytes of a state that the run
+    reassigns (``new_value``: state -> its new value), without being a window onto that
+    new value written there in place, is not one: it is read after the state updates, so
+    it gets bytes of its own and its op copies it out (module doc)."""
     view_src: dict[Tensor, Tensor] = {}
     layout: dict[Tensor, Layout] = {}
     for t in order:
@@ -229,10 +267,22 @@ def _views(order: Sequence[Tensor]) -> tuple[dict[Tensor, Tensor], dict[Tensor, 
             src = t.inputs[0]
             src_off, src_strides = layout.get(src, (0, contiguous_strides(src.shape)))
             got = view_layout(t.op, src.shape, src_strides, t.attrs)
-            if got is not None:
+            if got is not None and not (t in taps and new_value
+                                        and _overwritten_by_update(src, view_src, new_value)):
                 view_src[t] = src
                 layout[t] = (src_off + got[0], got[1])
     return view_src, layout
+
+
+def _overwritten_by_update(t: Tensor, view_src: Mapping[Tensor, Tensor],
+                           new_value: Mapping[Tensor, Tensor]) -> bool:
+    """True when a window onto ``t`` would lie in a reassigned state's bytes (``t`` is a
+    view of the state, or of a value forced in place over it) and ``t``'s value is not the
+    state's new value: after the update those bytes hold something else."""
+    value = home = _view_root(t, view_src)
+    while home.inplace and home.inputs and home.op in OP_TABLE and OP_TABLE[home.op].inplace:
+        home = _view_root(home.inputs[0], view_src)  # forced in place: operand 0's bytes
+    return home in new_value and new_value[home] is not value
 
 
 def _view_root(t: Tensor, view_src: Mapping[Tensor, Tensor]) -> Tensor:
@@ -243,13 +293,16 @@ def _view_root(t: Tensor, view_src: Mapping[Tensor, Tensor]) -> Tensor:
 
 
 def _buffers(
-    g: Graph, order: list[Tensor], keep: set[Tensor], ggml: bool, inplace: bool
+    g: Graph, order: list[Tensor], keep: set[Tensor], ggml: bool, inplace: bool,
+    taps: Set[Tensor] = frozenset(),
 ) -> tuple[list[_Buffer], dict[Tensor, _Buffer], dict[Tensor, Tensor],
            dict[Tensor, tuple[int, tuple[int, ...]]], dict[Tensor, Tensor]]:
     """Group values into buffers: an in-place chain shares one buffer, views live in their
-    source's. Returns (buffers, buffer of each tensor, view sources, view layouts,
+    source's (except ``taps`` that would be views of a reassigned state: see
+    :func:`_views`). Returns (buffers, buffer of each tensor, view sources, view layouts,
     in-place operand of each in-place result)."""
-    view_src, layout = _views(order)
+    new_value = {s: v for s, v in g.assign_view.items() if v is not s}
+    view_src, layout = _views(order, taps, new_value)
     step, last = lifetimes(order, view_src, keep)
     root: dict[Tensor, _Buffer] = {}
     n_readers: dict[Tensor, int] = {t: 0 for t in order}
@@ -308,7 +361,8 @@ def arena_lower_bound(g: Graph, order: Sequence[Tensor], reads: ReadsArg = None,
                       inplace: bool = True) -> int:
     """The lower bound the greedy planner reports for ``order``, without placing anything."""
     order = list(order)
-    buffers = _buffers(g, order, kept_after_run(g, reads), False, inplace)[0]
+    buffers = _buffers(g, order, kept_after_run(g, reads), False, inplace,
+                       late_taps(g, reads))[0]
     return lower_bound([b for b in buffers if b.region == "arena"], len(order))
 
 
@@ -346,7 +400,8 @@ def peak(g: Graph, order: Sequence[Tensor] | None = None, reads: ReadsArg = None
     the planner counts them (its lower bound), and every buffer live there with why."""
     order = check_order(g, order if order is not None else g.node_view)
     keep = kept_after_run(g, reads)
-    buffers = [b for b in _buffers(g, order, keep, False, inplace)[0] if b.region == "arena"]
+    buffers = [b for b in _buffers(g, order, keep, False, inplace, late_taps(g, reads))[0]
+               if b.region == "arena"]
     delta: dict[int, int] = {}
     for b in buffers:
         delta[b.start] = delta.get(b.start, 0) + b.size
@@ -397,7 +452,10 @@ def plan_memory(
     """Plan every tensor of ``g`` (see the module doc).
 
     ``order``: a topological order (default: the graph's). ``reads``: what the caller reads
-    after the run, outputs and taps alike (default: every output). ``inplace``: let the
+    after the run, outputs and taps alike (default: every output); a tap is read after
+    the state updates, so one that would be a view of a state the run reassigns gets bytes
+    of its own (and a tap that is such a state is a GraphError; see :func:`late_taps`;
+    ``best-fit-in-order``, like ggml, knows no taps). ``inplace``: let the
     planner write results in place where that is legal (nodes marked ``inplace=True``
     always are). ``strategy="exact"`` places the arena with
     :func:`graphc.passes.exact.solve` (a search over canonical placements, at most
@@ -411,7 +469,9 @@ def plan_memory(
     ggml = strategy == "best-fit-in-order"
     # ggml's allocator knows the output flags and the state updates, never the taps
     keep = kept_after_run(g, reads, taps=not ggml)
-    buffers, root, view_src, layout, inplace_of = _buffers(g, order, keep, ggml, inplace)
+    taps = set() if ggml else late_taps(g, reads)
+    buffers, root, view_src, layout, inplace_of = _buffers(g, order, keep, ggml, inplace,
+                                                           taps)
 
     def root_value(t: Tensor) -> Tensor:
         return _view_root(t, view_src)
@@ -462,7 +522,8 @@ def plan_intervals(g: Graph, plan: MemoryPlan, reads: ReadsArg = None,
     and validators then serve graphs and interval sets."""
     ggml = plan.strategy == "best-fit-in-order"
     keep = kept_after_run(g, reads, taps=not ggml)
-    buffers = _buffers(g, list(plan.order), keep, ggml, inplace)[0]
+    taps = set() if ggml else late_taps(g, reads)
+    buffers = _buffers(g, list(plan.order), keep, ggml, inplace, taps)[0]
     arena = [b for b in buffers if b.region == "arena"]
     return [Buffer(k, b.start + 1, b.end + 2, b.size, plan.placements[b.members[0]].offset)
             for k, b in enumerate(arena)]

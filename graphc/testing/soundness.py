@@ -2,8 +2,10 @@
 
 For one (graph, plan) the static verdict is ``check_aliasing``; the dynamic verdict comes
 from running the plan twice under the sanitizer (shadow memory checks every read) and
-comparing every output and every state with the reference backend. The two share no
-liveness code, so they can disagree, and each disagreement is classified:
+comparing every output and every state with the reference backend, and every tap (a
+tensor ``reads`` names that is not an output) as the caller reads it once the run has
+returned, after the state updates (``read_buffer``), with the reference's value of it. The
+two share no liveness code, so they can disagree, and each disagreement is classified:
 
 - ``safe``: both say safe and the values equal the reference;
 - ``caught``: the static checker reports a violation and the run shows a stale read (or
@@ -26,11 +28,14 @@ from typing import Any, Literal
 import numpy as np
 
 import graphc as gc
+from graphc.backends.reference import evaluate
 from graphc.backends.sanitizer import sanitize
 from graphc.graph import Graph
+from graphc.naming import label
 from graphc.passes.aliasing import CONSERVATIVE_KINDS, Violation, check_aliasing
 from graphc.passes.memory import STRATEGIES, MemoryPlan, plan_memory
 from graphc.passes.schedule import schedule
+from graphc.tensor import Tensor
 from graphc.testing.data import random_feeds
 from graphc.testing.mutations import MUTATIONS, mutate_plan
 from graphc.testing.oracles import first_mismatch
@@ -87,10 +92,36 @@ def reference_runs(g: Graph, feeds: Feeds, runs: int = 2) -> Truth:
     return out
 
 
+def reference_taps(g: Graph, feeds: Feeds, taps: Iterable[Tensor], runs: int = 2
+                   ) -> list[dict[Tensor, np.ndarray]]:
+    """The value of each tap (any tensor of ``g``) in each of ``runs`` runs on the
+    reference backend: what the run computed, whatever the state updates do after it."""
+    inputs, params, states = feeds
+    taps = list(taps)
+    exe = gc.compile(g, params=params, states=states)  # carries the states between runs
+    out = []
+    for _ in range(runs):
+        env = evaluate(g, inputs, exe.params, exe.state)
+        out.append({t: np.asarray(env[t]).copy() for t in taps})
+        exe.run(inputs)
+    return out
+
+
+def _tap_mismatch(want: Mapping[Tensor, np.ndarray], got: Mapping[Tensor, np.ndarray]
+                  ) -> str | None:
+    """The first tap whose bytes after the run differ from the reference, described."""
+    for t, expect in want.items():
+        if not np.allclose(got[t], expect, rtol=TOLERANCE, atol=TOLERANCE, equal_nan=True):
+            return (f"tap {label(t)} ({t.op}) read after the run is {got[t].ravel()[:4]}..., "
+                    f"the reference computed {expect.ravel()[:4]}...")
+    return None
+
+
 def judge(g: Graph, plan: MemoryPlan, reads: Any = None, *, feeds: Feeds | None = None,
           truth: Truth | None = None, runs: int = 2, seed: int = 0) -> Judgement:
     """Judge ``plan`` statically and by ``runs`` sanitized runs on the same data (from
-    ``seed`` unless ``feeds`` is given); ``truth``: the reference runs, if computed."""
+    ``seed`` unless ``feeds`` is given); ``truth``: the reference runs, if computed.
+    The taps of ``reads`` are read after each run, as ``read_buffer`` shows them."""
     static = check_aliasing(g, plan, reads)
     feeds = feeds if feeds is not None else random_feeds(g, seed)
     inputs, params, states = feeds
@@ -105,19 +136,27 @@ def judge(g: Graph, plan: MemoryPlan, reads: Any = None, *, feeds: Feeds | None 
                                      {n: "all" for n in want_state}, TOLERANCE))
         if problem is not None:
             return Judgement(static, None, f"run {k + 1}: {problem}")
+    if result.taps and result.taps[0]:
+        want_taps = reference_taps(g, feeds, result.taps[0], runs)
+        for k, (want, got) in enumerate(zip(want_taps, result.taps, strict=True)):
+            problem = _tap_mismatch(want, got)
+            if problem is not None:
+                return Judgement(static, None, f"run {k + 1}: {problem}")
     return Judgement(static, None, None)
 
 
-def plans_of(g: Graph) -> list[tuple[str, MemoryPlan]]:
+def plans_of(g: Graph, reads: Any = None) -> list[tuple[str, MemoryPlan]]:
     """Every planner strategy, with and without planner-chosen in-place writes, over the
-    input order and the memory schedule: (label, plan) pairs."""
+    input order and the memory schedule, each told ``reads`` (taps included): (label,
+    plan) pairs."""
     out = []
     for order_name in ("input", "memory"):
-        order = schedule(g, order_name)
+        order = schedule(g, order_name, reads=reads)
         for strategy in STRATEGIES:
             for inplace in (True, False):
                 out.append((f"{strategy}/{order_name}/{'inplace' if inplace else 'copy'}",
-                            plan_memory(g, order=order, strategy=strategy, inplace=inplace)))
+                            plan_memory(g, order=order, reads=reads, strategy=strategy,
+                                        inplace=inplace)))
     return out
 
 
@@ -150,13 +189,13 @@ class Tally:
 
 def differential(g: Graph, tally: Tally, seed: int = 0, mutations: Iterable[str] | None = None,
                  reads: Mapping[Any, object] | None = None) -> None:
-    """Judge every planner's plan of ``g`` and, for each plan judged safe, one mutant per
-    mutation kind, counting the outcomes in ``tally``."""
+    """Judge every planner's plan of ``g`` for ``reads`` (taps included) and, for each
+    plan judged safe, one mutant per mutation kind, counting the outcomes in ``tally``."""
     feeds = random_feeds(g, seed)
     truth = reference_runs(g, feeds)
     names = list(mutations) if mutations is not None else sorted(MUTATIONS)
-    for k, (label, plan) in enumerate(plans_of(g)):
-        context = f"{label} plan of\n{to_text(g)}"
+    for k, (name, plan) in enumerate(plans_of(g, reads)):
+        context = f"{name} plan of\n{to_text(g)}"
         base = judge(g, plan, reads, feeds=feeds, truth=truth)
         tally.add("none", base, context)
         if base.outcome != "safe":
@@ -169,4 +208,4 @@ def differential(g: Graph, tally: Tally, seed: int = 0, mutations: Iterable[str]
 
 
 __all__ = ["OUTCOMES", "Judgement", "Tally", "differential", "judge", "plans_of",
-           "reference_runs"]
+           "reference_runs", "reference_taps"]

@@ -5,7 +5,7 @@ generated graph is valid by construction and shrinks toward few, small nodes (pr
 failing one with ``graphc.to_text``: it pastes straight into a golden test). Each step
 draws a *family* (see :data:`FAMILY_OPS`); with ``states=True`` some steps also draw a
 *state pattern* (KV-cache writes in place or not, values assigned early, swaps,
-self-derived updates, states read by outputs).
+self-derived updates, states read by outputs, views of states).
 
 Values stay finite under :func:`graphc.testing.data.random_feeds` (floats in [-2, 2),
 states carried over any number of runs): the generator tracks a bound on every tensor's
@@ -13,7 +13,8 @@ magnitude (and a positive lower bound where one is known) and only feeds ``exp``
 values, ``log`` / ``sqrt`` / ``rsqrt`` positive ones and ``div`` denominators bounded
 away from zero; a state is only ever assigned values below :data:`STATE_MAG`.
 
-``reads_for(g)`` draws what a caller reads (outputs, row subsets, and optionally taps);
+``reads_for(g)`` draws what a caller reads (outputs, row subsets, and optionally taps,
+views of reassigned states among them, which the caller reads after the state updates);
 ``inputs_for`` / ``params_for`` / ``states_for`` draw leaf values (index inputs in range,
 see :func:`graphc.testing.data.index_bounds`); ``plans(g)`` draws a plan from any planner
 strategy and order (to edit one, see :func:`graphc.testing.mutations.mutate_plan`).
@@ -78,7 +79,7 @@ class _FamilyOps(Mapping[str, frozenset[str]]):
 FAMILY_OPS: Mapping[str, frozenset[str]] = _FamilyOps()
 """Family name -> the ops drawn by that family (those whose ``OpDef.family`` names it)."""
 
-STATE_PATTERNS = ("kv-write", "early", "swap", "derived")
+STATE_PATTERNS = ("kv-write", "early", "swap", "derived", "view")
 """What a state step does with ``states=True`` (see :func:`graphs`)."""
 
 STATE_OPS = frozenset({"set_rows", "exp", "add", "neg", "tanh", "scale", "copy", "slice",
@@ -513,6 +514,16 @@ class _Builder:
                 shape = (self.dim(), self.dim())
             self.states.append(self.leaf("state", shape))
 
+    def state_view(self) -> Tensor:
+        """A chain of one or two views of a state, an assigned one when there is one and
+        the draw says so: what a tap on a state looks like."""
+        assigned = [s for s in self.states if s in self.g.assigns]
+        x = self.pick(assigned if assigned and not self.fresh() else self.states)
+        for _ in range(self.draw(st.integers(1, 2))):
+            x = self.view_step(x)
+            self.sync()
+        return x
+
     def state(self) -> Tensor | None:
         """One state pattern on states not yet assigned (None when none applies):
 
@@ -523,11 +534,15 @@ class _Builder:
           keep working;
         - ``swap``: ``assign a <- b`` and ``assign b <- a`` for two states of one shape;
         - ``derived``: ``s`` assigned ``neg/tanh/scale`` of itself (in place or not), itself,
-          or itself rolled by one row (``concat`` of two slices).
+          or itself rolled by one row (``concat`` of two slices);
+        - ``view``: a chain of one or two views of a state, assigned already or not (a tap
+          :func:`reads_for` may draw, which the caller reads after the state updates).
         """
         g = self.g
         free = [s for s in self.states if s not in g.assigns]
         pattern = self.draw(st.sampled_from(STATE_PATTERNS))
+        if pattern == "view":
+            return self.state_view()
         if not free:
             return None
         if pattern == "swap":
@@ -609,8 +624,11 @@ def graphs(
     ``inplace=True``. With ``states=True`` the graph has one to ``max_states`` states and
     some steps are state patterns (see ``_Builder.state``; their set_rows / unary in-place
     flags are always drawn); each state is assigned at most once, some never, and some
-    states are marked outputs themselves. At least one node is an output. Every value is
-    finite under :func:`graphc.testing.data.random_feeds` over any number of runs.
+    states are marked outputs themselves; half the graphs end with a view of a state (an
+    assigned one when the draw allows, after a last state pattern when no state is
+    assigned yet), which :func:`reads_for` may read as a tap. At least one node is an
+    output. Every value is finite under :func:`graphc.testing.data.random_feeds` over any
+    number of runs.
     """
     unknown = [f for f in families if f not in FAMILY_OPS]
     if unknown:
@@ -644,6 +662,11 @@ def graphs(
     for k, s in enumerate(b.states):
         if draw(st.booleans()):
             b.g.set_output(s, f"state_out{k}")
+    if states and draw(st.booleans()):  # last, not an output: a view a tap may read,
+        if not b.g.assigns:  # of a state the run reassigns when the draw allows
+            b.state()
+            b.sync()
+        b.state_view()
     return b.g
 
 
@@ -669,10 +692,19 @@ def states_for(draw: st.DrawFn, g: Graph) -> dict[str, Any]:
     return {n: random_array(t, rng) for n, t in g.states.items()}
 
 
+def _late_tap(g: Graph, t: Tensor) -> bool:
+    """True when ``t`` is a view (of views) of a state the run assigns a new value: a tap
+    on it is read after that state's update."""
+    while t.inputs and t.op in OP_TABLE and OP_TABLE[t.op].is_view:
+        t = t.inputs[0]
+    return t.op == "state" and t in g.assigns and g.assigns[t] is not t
+
+
 @st.composite
 def reads_for(draw: st.DrawFn, g: Graph, taps: bool = False) -> dict[Any, object]:
     """What a caller reads from ``g``: some outputs, each whole or a few rows (negative
-    indices included); with ``taps``, sometimes also a tensor that is not an output."""
+    indices included); with ``taps``, sometimes also one or two tensors that are not
+    outputs (never leaves), views of reassigned states first (shrinking goes there)."""
     names = draw(st.lists(st.sampled_from(sorted(g.outputs)), min_size=1, unique=True))
     reads: dict[Any, object] = {}
     for n in names:
@@ -685,9 +717,17 @@ def reads_for(draw: st.DrawFn, g: Graph, taps: bool = False) -> dict[Any, object
     if taps:
         marked = set(g.outputs.values())
         others = [t for t in g.nodes if not t.is_leaf and t not in marked]
+        late = [t for t in others if _late_tap(g, t)]
+        others = late + [t for t in others if t not in late]
         coin: bool = draw(st.booleans())
         if others and coin:
-            reads[draw(st.sampled_from(others))] = "all"
+            chosen: list[Tensor] = draw(st.lists(st.sampled_from(others), min_size=1,
+                                                 max_size=2, unique=True))
+            for t in chosen:
+                reads[t] = "all"
+        more: bool = draw(st.booleans())
+        if late and more:  # the case a tap is easiest to get wrong in
+            reads[draw(st.sampled_from(late))] = "all"
     return reads
 
 
