@@ -228,7 +228,8 @@ def _llama_mode(args: argparse.Namespace) -> Mode:
     from graphc.interop.llama_run import Mode
 
     return Mode(logits=args.logits, embeddings=args.embeddings,
-                mtp=args.mtp or (args.tiny == "qwen35" and not args.all_modes),
+                mtp=args.mtp or (args.tiny == "qwen35" and not args.all_modes
+                                 and args.seqs == 1),
                 layer_inputs=args.layer_inputs, backend_sampling=args.backend_sampling,
                 seqs=args.seqs, n_ubatch=args.n_ubatch, kv_type=args.kv_type,
                 flash_attn=args.flash_attn)
@@ -248,8 +249,12 @@ def _cmd_llama_check(args: argparse.Namespace) -> int:
     if bool(args.model) == bool(args.tiny):
         raise GraphError("give a GGUF model file or --tiny ARCH, not both or neither",
                          fix="--tiny takes " + ", ".join(TINY_ARCHS))
-    tokens = ([int(t) for t in args.tokens.split(",")] if args.tokens
-              else list(args.prompt.encode()))
+    try:
+        tokens = ([int(t) for t in args.tokens.split(",")] if args.tokens
+                  else list(args.prompt.encode()))
+    except ValueError:
+        raise GraphError(f"--tokens {args.tokens!r} is not a list of token ids",
+                         fix="write e.g. --tokens 1,2,3") from None
     mode = _llama_mode(args)  # checks the flags before anything runs
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model

@@ -463,7 +463,8 @@ class Recorder:
 
     def _check_outputs(self) -> None:
         """Every OUTPUT-flagged node still holds what was last written to it (checked
-        once per graph, when the graph is over: at the first copy out, or at the end)."""
+        once per graph, when the graph is over and before the host writes anything: at the
+        first copy out, or at :meth:`finish` for the last graph)."""
         if self.outputs_checked or not self.check:
             return
         self.outputs_checked = True
@@ -478,7 +479,11 @@ class Recorder:
         if not self.order:
             return  # nothing ran since the last graph: not a read after this graph
         if copy.write:
-            self.host_wrote = True  # the next graph's inputs: this graph is over
+            # the next graph's inputs: this graph is over. Its outputs are not checked now
+            # (an input may lie over an output nobody read); what the host did read was
+            # checked at each copy.
+            self.host_wrote = True
+            self.outputs_checked = True
             return
         self._check_outputs()
         rid = self.walker.tensor(copy.tensor)
@@ -503,7 +508,7 @@ class Recorder:
     def _close_graph(self) -> None:
         if not self.order:
             return
-        self._check_outputs()
+        self._check_outputs()  # a no-op unless this is the last graph (finish)
         self.done.append(Capture(
             source="", tensors=list(self.walker.records), order=list(self.order),
             buffers=list(self.walker.buffers), host_reads=list(self.host_reads),
@@ -519,6 +524,7 @@ class Recorder:
                 return True
             if ask and (self.host_reads or self.host_wrote
                         or self.walker.ids.get(int(address)) in self.seen):
+                self.outputs_checked = True  # only the host's own copies are judged now
                 self._close_graph()  # a new graph (the next ubatch) begins
             rid = self.walker.tensor(int(address))
             rec = self.walker.records[rid]

@@ -110,6 +110,9 @@ class Verdict:
         if self.violations:
             out.append(f"  verdict: UNSAFE, {len(self.violations)} violation(s) in ggml's plan:")
             out += [f"    - {v}" for v in self.violations]
+        elif cap.findings:
+            out.append(f"  verdict: UNSAFE: the dynamic check saw {len(cap.findings)} stale "
+                       "read(s) while ggml ran (above)")
         else:
             out.append(f"  verdict: {d['verdict']}: no tensor still read (by a later node, "
                        "the caller, or the next run) shares bytes with a later write")

@@ -299,3 +299,16 @@ def test_llama_check_modes_and_bad_input(capsys: pytest.CaptureFixture[str]) -> 
     assert "does not divide" in capsys.readouterr().err
     assert main(["llama-check", "--tiny", "qwen3", "--logits", "x"]) == 2
     assert "not last, all, none or row numbers" in capsys.readouterr().err
+
+
+def test_no_false_alarm_when_the_next_ubatchs_inputs_lie_over_an_unread_output(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by review: the MTP context split into ubatches puts ``h_nextn`` (OUTPUT, not
+    read between ubatches) under the next ubatch's inputs; the host writing them is not a
+    stale read. Only the host's own copies are judged between graphs."""
+    assert main(["llama-check", "--tiny", "qwen35", "--mtp", "--n-ubatch", "3", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["graph"] for r in rows][-3:] == ["mtp.1", "mtp.2", "mtp.3"]
+    assert all(r["verdict"] == "proven safe" for r in rows)
+    assert main(["llama-check", "--tiny", "qwen3", "--tokens", "a,b"]) == 2
+    assert "not a list of token ids" in capsys.readouterr().err
