@@ -41,12 +41,17 @@ from graphc.interop.ggml_abi import (
     FLAG_OUTPUT,
     GGML_MAX_DIMS,
     GGML_MAX_OP_PARAMS,
+    NO_OFFSET,
+    SCHED_GALLOC_OFFSET,
     USAGE_NAMES,
     VIEW_OPS,
+    GallocrHead,
     Ggml,
+    NodeAlloc,
     lib,
     tensor_at,
 )
+from graphc.interop.ggml_kernels import as_array, max_error, recompute, tolerance
 from graphc.interop.host_reads import HostCopy, HostReadWatch
 from graphc.passes.memory import Region
 from pydantic import BaseModel, ValidationError, model_validator
@@ -136,12 +141,23 @@ class HostRead(BaseModel):
     size: int
 
 
+class PlannedNode(BaseModel):
+    """What ggml's graph allocator recorded for one graph position when it last planned:
+    the byte offset it planned the result at and each source's (None: a view, or a
+    tensor it did not place), in the order of the node's sources."""
+
+    dst: int | None
+    src: list[int | None]
+
+
 class Capture(BaseModel):
     """A ggml graph as it ran (see the module doc). ``order``: node indices in graph order;
     ``host_reads``: the copies the host made after the run, observed (``watched`` says
     whether they were watched at all); ``reads``: names of tensors a user declares read
-    after the run besides those (taps); ``findings``: what the dynamic check saw
-    (``checked`` says whether it ran)."""
+    after the run besides those (taps); ``planned``: per node, what ggml's allocator
+    recorded when it last planned (None: not read); ``findings``: what the dynamic check
+    saw (``checked`` says whether it ran; ``recomputed``: how many nodes it recomputed from
+    their operands' bytes)."""
 
     source: str
     tensors: list[TensorRecord]
@@ -150,6 +166,8 @@ class Capture(BaseModel):
     reads: list[str] = []
     host_reads: list[HostRead] = []
     watched: bool = False
+    planned: list[PlannedNode] | None = None
+    recomputed: int = 0
     checked: bool = False
     findings: list[Finding] = []
 
@@ -327,17 +345,57 @@ def watch_cgraph(cgraph: int) -> Iterator[HostReadWatch]:
 
 
 def capture_cgraph(cgraph: int, source: str = "ggml graph", reads: Iterable[str] = (),
-                   watch: HostReadWatch | None = None) -> Capture:
+                   watch: HostReadWatch | None = None, gallocr: int | None = None,
+                   sched: int | None = None) -> Capture:
     """The capture of an allocated ``ggml_cgraph`` (its address): every node in graph
     order and every tensor it reaches. ``watch``: a :func:`watch_cgraph` block that ran
     the graph; every copy the host made in it becomes a :class:`HostRead` of the tensor it
-    copied. ``reads``: names of tensors you declare read after the run besides those."""
+    copied. ``reads``: names of tensors you declare read after the run besides those.
+    ``gallocr`` (or ``sched``, whose allocator is read): the allocator that placed the
+    graph; what it recorded when it last planned is kept (:class:`PlannedNode`), so that
+    the check can tell a placement planned for another graph (``stale-plan``)."""
     ggml = lib()
     w, order = _graph_walker(ggml, cgraph)
     host = [HostRead(tensor=w.tensor(c.tensor), offset=c.offset, size=c.size)
             for c in (watch.copies if watch is not None else [])]
+    if sched is not None and gallocr is None:
+        gallocr = ctypes.c_void_p.from_address(sched + SCHED_GALLOC_OFFSET).value
+    planned = _planned(gallocr, w, order) if gallocr else None
     return Capture(source=source, tensors=w.records, order=order, buffers=w.buffers,
-                   reads=list(reads), host_reads=host, watched=watch is not None)
+                   reads=list(reads), host_reads=host, watched=watch is not None,
+                   planned=planned)
+
+
+def _planned(gallocr: int, w: _Walker, order: list[int]) -> list[PlannedNode] | None:
+    """The allocator's record of its last plan, per node; None when it planned a graph of
+    another node count (then this graph was planned afresh). GraphError when the record
+    does not describe this graph's results where they lie (the mirror does not match)."""
+    head = GallocrHead.from_address(gallocr)
+    if head.n_nodes != len(order) or not head.node_allocs:
+        return None
+    allocs = (NodeAlloc * head.n_nodes).from_address(head.node_allocs)
+    out: list[PlannedNode] = []
+    agree = placed = 0
+    for k, rid in enumerate(order):
+        rec = w.records[rid]
+        na = allocs[k]
+
+        def where(ta: object) -> int | None:
+            size_max = ta.size_max  # type: ignore[attr-defined]
+            offset = int(ta.addr.offset)  # type: ignore[attr-defined]
+            return None if size_max == 0 or offset == NO_OFFSET else offset
+
+        dst = where(na.dst)
+        if dst is not None and rec.view_src is None and rec.offset is not None:
+            placed += 1
+            agree += dst == rec.offset
+        out.append(PlannedNode(dst=dst, src=[where(na.src[j]) for j in range(len(rec.src))]))
+    if placed and agree < placed:
+        raise GraphError(f"the allocator's record places {placed - agree} of {placed} nodes "
+                         "elsewhere than they lie: it is not the gallocr of this graph, or "
+                         "not ggml 0.25's struct", fix="pass the gallocr (or sched) that "
+                         "allocated this graph")
+    return out
 
 
 EvalCallback = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_bool, ctypes.c_void_p)
@@ -390,6 +448,8 @@ class Recorder:
         self.host_reads: list[HostRead] = []
         self.host_wrote = False
         self.outputs_checked = False
+        self.operands: dict[int, list[bytes | None]] = {}  # node -> its operands' bytes
+        self.recomputed = 0  # nodes checked against a recomputation from their operands
 
     # -------------------------------------------------------------- memory
     def _root(self, rid: int) -> int:
@@ -452,13 +512,11 @@ class Recorder:
         got = self._bytes(root)
         if got is not None and got != want:
             changed = sum(a != b for a, b in zip(got, want, strict=True))
-            rec = self.walker.records[root]
-            who = (self.walker.records[reader].describe() if reader is not None
-                   else "the caller after the run")
+            who = self._name(reader) if reader is not None else "the caller after the run"
             self.findings.append(Finding(
                 tensor=root, reader=reader, changed_bytes=changed,
-                detail=f"{rec.describe()} changed in {changed} of {len(want)} bytes since it "
-                       f"was written, before {who} read it"))
+                detail=f"{self._name(root)} changed in {changed} of {len(want)} bytes since "
+                       f"it was written, before {who} read it"))
             self.snapshot[root] = got  # report each clobber once
 
     def _check_outputs(self) -> None:
@@ -471,6 +529,74 @@ class Recorder:
         for rid in self.order:
             if self.walker.records[rid].flags & FLAG_OUTPUT:
                 self._verify(self._root(rid), None)
+
+    # -------------------------------------------------------------- inside a node
+    def _name(self, rid: int) -> str:
+        """A tensor as a ggml user reads it, with its ggml node index when it is a node."""
+        rec = self.walker.records[rid]
+        return (f"node {self.order.index(rid)}, {rec.describe()}" if rid in self.order
+                else f"leaf {rec.describe()}")
+
+    def _span(self, rid: int) -> tuple[int, int] | None:
+        rec = self.walker.records[rid]
+        start = self._address(rid)
+        return None if start is None or rec.nbytes <= 0 else (start, start + rec.nbytes)
+
+    def _before_node(self, rid: int) -> None:
+        """Just before node ``rid`` runs: keep its operands' bytes for the recomputation, and
+        report every operand its own bytes overlap where ggml may not write over it (any
+        partial overlap; a full one unless the op may run in place over that operand)."""
+        rec = self.walker.records[rid]
+        if rec.is_view:
+            return
+        out = self._span(rid)
+        self.operands[rid] = [self._bytes(s) if s is not None and s != rid else None
+                              for s in rec.src]
+        if out is None:
+            return
+        for s in rec.src:
+            if s is None or s == rid or self._root(s) == self._root(rid):
+                continue  # the node's own destination (CPY, SET_ROWS, *_inplace)
+            span = self._span(s)
+            if span is None or span[1] <= out[0] or out[1] <= span[0]:
+                continue
+            same = span == out and rec.inplace_ok
+            if not same:
+                src = self.walker.records[s]
+                self.findings.append(Finding(
+                    tensor=self._root(s), reader=rid, changed_bytes=0,
+                    detail=f"{self._name(rid)} is placed over its operand {self._name(s)} "
+                           f"(bytes {out[0] - span[0]:+d} from its start), which a "
+                           f"{rec.op} may not overwrite while it reads it"
+                           + ("" if src.nbytes == rec.nbytes else
+                              f" ({src.nbytes} B operand, {rec.nbytes} B result)")))
+
+    def _after_node(self, rid: int) -> None:
+        """Node ``rid`` has run: recompute it from its operands' bytes as they were before
+        (ops :mod:`graphc.interop.ggml_kernels` covers) and report a difference."""
+        rec = self.walker.records[rid]
+        before = self.operands.pop(rid, None)
+        if before is None or rec.writes_view or any(b is None for b in before):
+            return
+        xs = []
+        for s, data in zip(rec.src, before, strict=True):
+            a = as_array(self.walker.records[s], data) if s is not None and data else None
+            if a is None:
+                return
+            xs.append(a)
+        want = recompute(rec, xs)
+        got_bytes = self._bytes(rid)
+        got = as_array(rec, got_bytes) if got_bytes is not None and want is not None else None
+        if want is None or got is None:
+            return
+        self.recomputed += 1
+        err = max_error(got, want)
+        if err > tolerance(want, rec):
+            self.findings.append(Finding(
+                tensor=rid, reader=rid, changed_bytes=0,
+                detail=f"{self._name(rid)} holds other values than its operands give "
+                       f"(max error {err:.3g}): ggml wrote it over bytes it was still "
+                       "reading"))
 
     # -------------------------------------------------------------- the host's copies
     def _on_copy(self, copy: HostCopy) -> None:
@@ -512,7 +638,8 @@ class Recorder:
         self.done.append(Capture(
             source="", tensors=list(self.walker.records), order=list(self.order),
             buffers=list(self.walker.buffers), host_reads=list(self.host_reads),
-            watched=True, checked=self.check, findings=list(self.findings)))
+            watched=True, checked=self.check, findings=list(self.findings),
+            recomputed=self.recomputed))
         self._new_graph()
 
     # -------------------------------------------------------------- the callback
@@ -534,6 +661,7 @@ class Recorder:
                     self.seen.add(rid)
                     self.order.append(rid)
                 if self.check:
+                    self._before_node(rid)
                     for s in [*rec.src, rec.view_src]:
                         if s is None or s == rid:
                             continue  # no source, or the node's own result (ggml_cast)
@@ -544,6 +672,7 @@ class Recorder:
                             self._verify(root, rid)
                 return True  # observe every node
             if self.check:
+                self._after_node(rid)
                 self._remember(self._root(rid) if rec.writes_view else rid)
             return True
         except Exception as e:  # never let an exception cross into C

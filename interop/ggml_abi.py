@@ -95,6 +95,47 @@ GetTensorFn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_
 size_t offset, size_t size)``: copies ``size`` bytes from ``offset`` of the tensor's data
 to the host's ``data``."""
 
+class BufferAddress(ctypes.Structure):
+    """``struct buffer_address`` (ggml-alloc.c): a chunk of a virtual buffer, an offset."""
+
+    _fields_ = [("chunk", ctypes.c_int), ("offset", ctypes.c_size_t)]
+
+
+class TensorAlloc(ctypes.Structure):
+    """``struct tensor_alloc`` (ggml-alloc.c): where the allocator planned one tensor;
+    ``buffer_id`` -1 and ``size_max`` 0 for a view or a tensor it did not place."""
+
+    _fields_ = [("buffer_id", ctypes.c_int), ("addr", BufferAddress),
+                ("size_max", ctypes.c_size_t)]
+
+
+class NodeAlloc(ctypes.Structure):
+    """``struct node_alloc``: the plan of one graph position, its result and its sources."""
+
+    _fields_ = [("dst", TensorAlloc), ("src", TensorAlloc * GGML_MAX_SRC)]
+
+
+class GallocrHead(ctypes.Structure):
+    """``struct ggml_gallocr`` of ggml 0.25 (ggml-alloc.c), up to its leaf plan: what
+    :func:`graphc.interop.capture.capture_cgraph` reads to tell which graph a placement
+    was planned for (checked against the graph's own offsets before it is believed)."""
+
+    _fields_ = [("bufts", ctypes.c_void_p), ("buffers", ctypes.c_void_p),
+                ("buf_tallocs", ctypes.c_void_p), ("n_buffers", ctypes.c_int),
+                ("hash_size", ctypes.c_size_t), ("hash_used", ctypes.c_void_p),
+                ("hash_keys", ctypes.c_void_p), ("hash_values", ctypes.c_void_p),
+                ("node_allocs", ctypes.c_void_p), ("n_nodes", ctypes.c_int),
+                ("leaf_allocs", ctypes.c_void_p), ("n_leafs", ctypes.c_int)]
+
+
+SCHED_MAX_BACKENDS = 16
+SCHED_GALLOC_OFFSET = 8 + 2 * 8 * SCHED_MAX_BACKENDS
+"""Byte offset of ``galloc`` in ``struct ggml_backend_sched`` (ggml-backend.cpp: two bools
+and an int, then backends and buffer types, ``GGML_SCHED_MAX_BACKENDS`` = 16 each)."""
+
+NO_OFFSET = 2**64 - 1
+"""``SIZE_MAX``: the offset ggml records for a tensor it did not place."""
+
 OBJECT_HEADER = 32
 """Bytes of ggml's object header in front of each tensor in a context."""
 

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 
 from graphc.interop.capture import BufferRecord, Capture, HostRead, TensorRecord, element_shape
 from graphc.interop.ggml_abi import FLAG_OUTPUT
-from graphc.passes.aliasing import Violation, check_aliasing
+from graphc.passes.aliasing import CONSERVATIVE_KINDS, Violation, check_aliasing
 from graphc.passes.memory import MemoryPlan, Placement, Region, fingerprint
 
 from graphc.errors import GraphError
@@ -103,9 +103,49 @@ class Imported:
             if rec is not None and rec.id in self.capture.order:
                 parts.append(f"at node {self.capture.order.index(rec.id)} of ggml's graph")
         line = "; ".join(parts)
-        line = f"{line}; {v.detail}" if v.detail else line
+        line = f"{line}; {self.in_ggml_steps(v.detail)}" if v.detail else line
         fix = _GGML_FIX.get(v.kind)
-        return f"{line} -- fix: {fix(self.ggml_name(v.tensor))}" if fix else line
+        if fix is not None:
+            return f"{line} -- fix: {fix(self.ggml_name(v.tensor))}"
+        return f"{line} -- fix: {v.fix}" if v.fix else line
+
+
+    def in_ggml_steps(self, text: str) -> str:
+        """``text`` with graphc's step numbers (which count the leaves graphc put into its
+        order) replaced by ggml's node index, or the leaf's name."""
+        order = self.plan.order
+
+        def node(m: re.Match[str]) -> str:
+            i = int(m.group(1))
+            rec = self.record.get(order[i]) if 0 <= i < len(order) else None
+            if rec is None:
+                return m.group(0)
+            if rec.id in self.capture.order:
+                return f"node {self.capture.order.index(rec.id)}"
+            return f"leaf {rec.name or rec.id}"
+
+        return re.sub(r"\bstep (\d+)", node, text)
+
+    def report(self, found: Sequence[Violation]) -> list[str]:
+        """The violations as lines, the cause first: real hazards, each followed (indented
+        ``also:``) by the ``bad-inplace`` findings about the same writer or the same
+        tensor, which follow from the same overlap; then the rules the plan breaks while
+        it may still run correctly (``CONSERVATIVE_KINDS``)."""
+        real = [v for v in found if v.kind not in CONSERVATIVE_KINDS and v.kind != "bad-inplace"]
+        follow = [v for v in found if v.kind == "bad-inplace"]
+        strict = [v for v in found if v.kind in CONSERVATIVE_KINDS]
+        lines: list[str] = []
+        used: set[int] = set()
+        for v in real:
+            lines.append(self.explain(v))
+            for k, w in enumerate(follow):
+                if k not in used and ({w.tensor, w.clobbered_by} & {v.tensor, v.clobbered_by}
+                                      - {None}):
+                    used.add(k)
+                    lines.append(f"  also: {self.explain(w)}")
+        lines += [self.explain(w) for k, w in enumerate(follow) if k not in used]
+        lines += [self.explain(v) for v in strict]
+        return lines
 
 
 def _short(described: str) -> str:
@@ -497,7 +537,52 @@ def check_import(imp: Imported) -> list[Violation]:
              if v.kind != "input-written"]
     clobbered = {v.tensor for v in found if v.kind == "unmarked-tap"}
     return [*imp.problems, *found,
-            *(v for v in unflagged_reads(imp) if v.tensor not in clobbered)]
+            *(v for v in unflagged_reads(imp) if v.tensor not in clobbered),
+            *stale_plan(imp)]
+
+
+def stale_plan(imp: Imported) -> list[Violation]:
+    """llama.cpp #28448: ggml's allocator places a graph with the plan it last made when
+    the node count and the sizes fit, even for a graph of other dependencies. With the
+    allocator's record in the capture (``Capture.planned``), a node whose source lies
+    elsewhere than the plan put that position's source -- or is a view or a tensor the
+    allocator does not place where the plan had one it placed, or the other way round --
+    shows the plan was made for another graph. Smaller sizes alone (llama.cpp's reuse of
+    a worst-case plan) move no source. One finding per graph, naming the first such node
+    and counting the rest, also when this run happens to be safe."""
+    cap = imp.capture
+    if cap.planned is None:
+        return []
+    by_record = {rec.id: t for t, rec in imp.record.items() if rec.id in cap.order}
+    moved: list[tuple[int, int, int | None, int | None]] = []  # node, src slot, plan, real
+    for k, (rid, plan) in enumerate(zip(cap.order, cap.planned, strict=True)):
+        rec = cap.tensors[rid]
+        for j, s in enumerate(rec.src):
+            if s is None or j >= len(plan.src) or s == rid:
+                continue
+            src = cap.tensors[s]
+            placed = (src.view_src is None and src.offset is not None and src.buffer is not None
+                      and cap.buffers[src.buffer].usage == "compute")
+            real = src.offset if placed else None
+            if real != plan.src[j]:
+                moved.append((k, j, plan.src[j], real))
+    if not moved:
+        return []
+    k, j, planned, real = moved[0]
+    node = cap.tensors[cap.order[k]]
+    src = cap.tensors[node.src[j]]  # type: ignore[index]
+
+    def at(o: int | None) -> str:
+        return "a tensor it does not place" if o is None else f"byte {o}"
+
+    more = f" (and {len(moved) - 1} more source(s))" if len(moved) > 1 else ""
+    return [Violation(
+        "stale-plan", by_record.get(node.id), None, None,
+        "ggml_gallocr_reserve the allocator with this graph before ggml_gallocr_alloc_graph "
+        "(or give each graph shape its own gallocr)",
+        f"ggml placed this graph with a plan made for another graph (llama.cpp #28448): "
+        f"node {k}, {node.describe()}, reads source {j}, {src.describe()}, at "
+        f"{at(real)}, where the plan had {at(planned)}{more}")]
 
 
 def unflagged_reads(imp: Imported) -> list[Violation]:

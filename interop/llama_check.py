@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from graphc.interop.capture import Capture
+from graphc.interop.capture import Capture, capture_cgraph
 from graphc.interop.ggml_import import Imported, check_import, import_capture
+from graphc.interop.host_reads import HostReadWatch
 from graphc.interop.llama_run import Mode, capture_llama_isolated
 from graphc.passes.aliasing import check_aliasing
 from graphc.passes.memory import MemoryPlan, plan_memory
@@ -56,6 +57,7 @@ class Verdict:
                             "output_flag": bool(cap.tensors[h.tensor].flags & 2)}
                            for h in cap.host_reads],
             "violations": self.violations, "dynamic_checked": cap.checked,
+            "nodes_recomputed": cap.recomputed,
             "dynamic_findings": [f.detail for f in cap.findings],
             "verdict": "proven safe" if self.safe else "unsafe",
         }
@@ -105,7 +107,9 @@ class Verdict:
                        "violation(s)")
         out.append(f"  host reads after the graph (observed): {self.reads_text()}")
         if cap.checked:
-            out.append(f"  dynamic check while ggml ran: {len(cap.findings)} stale read(s)")
+            out.append(f"  dynamic check while ggml ran: {len(cap.findings)} stale read(s); "
+                       f"{cap.recomputed} of {len(cap.order)} nodes recomputed from their "
+                       "operands' bytes")
             out += [f"    - {f.detail}" for f in cap.findings]
         if self.violations:
             out.append(f"  verdict: UNSAFE, {len(self.violations)} violation(s) in ggml's plan:")
@@ -123,7 +127,7 @@ def judge(cap: Capture, label: str = "graph", time_limit: float = 2.0) -> Verdic
     """Import ``cap``, check ggml's plan, plan the same graph with graphc (greedy-by-size
     and auto, in ggml's order and alignment) and check those too."""
     imp = import_capture(cap)
-    found = [imp.explain(v) for v in check_import(imp)]
+    found = imp.report(check_import(imp))
     reads = list(imp.reads)
     order = list(imp.plan.order)
     span = max((p.offset + p.nbytes for p in imp.plan.placements.values()
@@ -137,6 +141,19 @@ def judge(cap: Capture, label: str = "graph", time_limit: float = 2.0) -> Verdic
     own = len(check_aliasing(imp.graph, greedy, reads)) + len(
         check_aliasing(imp.graph, best, reads))
     return Verdict(label, cap, imp, found, span, greedy, best, own)
+
+
+def check_cgraph(cgraph: int, *, watch: HostReadWatch | None = None,
+                 gallocr: int | None = None, sched: int | None = None,
+                 reads: Sequence[str] = (), source: str = "ggml graph") -> Verdict:
+    """The verdict on an allocated ``ggml_cgraph`` built with ggml's own API (no llama.cpp
+    needed): ggml's placement checked, what the host read after it (``watch``: a
+    :func:`~graphc.interop.capture.watch_cgraph` block around the compute and the reads;
+    ``reads``: names you declare read besides), and, given the ``gallocr`` (or ``sched``)
+    that placed it, whether the placement was planned for another graph (``stale-plan``,
+    llama.cpp #28448). ``Verdict.safe`` and ``Verdict.lines()`` say the rest."""
+    return judge(capture_cgraph(cgraph, source, reads=reads, watch=watch, gallocr=gallocr,
+                                sched=sched), source)
 
 
 def default_modes(n_tokens: int) -> list[Mode]:

@@ -56,7 +56,7 @@ class _Ggml:
     def __init__(self) -> None:
         self.b = lib().base
         self.ctx = int(self.b.ggml_init(InitParams(64 * int(self.b.ggml_tensor_overhead())
-                                                   + (1 << 16), None, True)))
+                                                   + (1 << 20), None, True)))
         self.backend = int(lib().cpu.ggml_backend_cpu_init())
         lib().cpu.ggml_backend_cpu_set_n_threads(self.backend, 1)
         self.gallocr = int(self.b.ggml_gallocr_new(
@@ -312,3 +312,69 @@ def test_no_false_alarm_when_the_next_ubatchs_inputs_lie_over_an_unread_output(
     assert all(r["verdict"] == "proven safe" for r in rows)
     assert main(["llama-check", "--tiny", "qwen3", "--tokens", "a,b"]) == 2
     assert "not a list of token ids" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- inside a node
+@pytest.mark.parametrize(("second", "shift", "legal"), [
+    ("mul_mat", 0, False),  # #28448: a matmul over its own operand
+    ("add", 32, False),  # an add written over its operand from 32 bytes in
+    ("add", 0, True),  # an exact in-place add: ggml's own in-place reuse, legal
+])
+def test_the_recorder_sees_a_node_written_over_an_operand_it_reads(
+        gg: _Ggml, second: str, shift: int, legal: bool) -> None:
+    """The damage happens inside the node and no later read sees it. The Recorder
+    reports the placement when the node is asked for (both names, ggml node indices) and,
+    where the values really changed, the recomputation from the operands' bytes as they
+    were before the node ran. Judged without graphc: NumPy."""
+    from graphc.interop.ggml_abi import tensor_at
+
+    b = gg.b
+    x, w = gg.leaf("x", 64, 4), gg.leaf("w", 64, 64)
+    p1 = int(b.ggml_mul_mat(gg.ctx, w, x))
+    b.ggml_set_name(p1, b"p1")
+    X, W = gg.values[x], gg.values[w]
+    if second == "add":
+        y = gg.leaf("y", 64, 4)
+        p2 = int(b.ggml_add(gg.ctx, y, p1))  # reads p1 (operand 1) element by element
+        want = gg.values[y] + X @ W.T
+    else:
+        p2 = int(b.ggml_mul_mat(gg.ctx, w, p1))
+        want = (X @ W.T) @ W.T
+    b.ggml_set_name(p2, b"p2")
+    b.ggml_set_output(p2)
+    rec = Recorder()
+    sched = _sched(gg, rec)
+    runs = []
+    try:
+        g = int(b.ggml_new_graph(gg.ctx))
+        b.ggml_build_forward_expand(g, p2)
+        assert b.ggml_backend_sched_alloc_graph(sched, g)
+        for tamper in (False, True):
+            if tamper:  # p2 written over p1, `shift` bytes apart, inside the buffer
+                t1 = tensor_at(p1)
+                base = int(b.ggml_backend_buffer_get_base(t1.buffer))
+                size = int(b.ggml_backend_buffer_get_size(t1.buffer))
+                room = base + size - (t1.data + shift + int(b.ggml_nbytes(p2)))
+                tensor_at(p2).data = t1.data + (shift if room >= 0 else -shift)
+            for t, a in gg.values.items():
+                b.ggml_backend_tensor_set(t, a.ctypes.data, 0, a.nbytes)
+            with rec:
+                rec.reset()
+                assert b.ggml_backend_sched_graph_compute(sched, g) == 0
+                got = gg.get(p2, (4, 64))
+                (cap,) = rec.finish("run")
+            runs.append((float(np.abs(got - want).max()), cap))
+    finally:
+        b.ggml_backend_sched_free(sched)
+    (clean_err, clean), (err, cap) = runs
+    assert clean_err < 1e-3 and clean.findings == [] and clean.recomputed == 2
+    details = [f.detail for f in cap.findings]
+    placed = [d for d in details if f"node 1, p2 ({second.upper()}" in d
+              and "over its operand node 0, p1 (MUL_MAT" in d]
+    assert bool(placed) == (not legal), details
+    wrong = err > 1e-2 * (1 + np.abs(want).max())  # judged without graphc
+    if second == "mul_mat":
+        assert wrong  # ggml's kernel really read bytes it had already written
+    assert any("holds other values than its operands give" in d for d in details) == wrong
+    if legal:
+        assert not wrong and details == []
