@@ -31,7 +31,6 @@ on error.
 from __future__ import annotations
 
 import ctypes
-import inspect
 import zlib
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
@@ -491,13 +490,6 @@ def _build(stack: ExitStack, b: Any, backend: int, spec: GraphSpec, seed: int) -
     return _Built(spec, graph, tensors, values)
 
 
-def _capture_keywords(**wanted: int) -> dict[str, Any]:
-    """The allocator keywords (``gallocr``, ``sched``) that this graphc's
-    :func:`capture_cgraph` takes, of those given."""
-    params = inspect.signature(capture_cgraph).parameters
-    return {k: v for k, v in wanted.items() if k in params}
-
-
 def _error(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> tuple[float, float]:
     """(max absolute difference, scale) over the outputs; scale is the largest |want|, at
     least 1."""
@@ -528,7 +520,6 @@ class PairRun:
     verdict_a: Verdict
     verdict_fresh: Verdict
     findings_a: list[Finding] | None = None
-    stale_supported: bool = False
     kinds: list[str] = field(default_factory=list)
 
     @property
@@ -568,7 +559,6 @@ class PairRun:
             "dynamic_findings": None if self.findings is None
             else [f.detail for f in self.findings],
             "a_safe": self.verdict_a.safe, "fresh_safe": self.verdict_fresh.safe,
-            "stale_plan_supported": self.stale_supported,
         }
 
 
@@ -606,7 +596,7 @@ def run_pair(name: str | PairSpec, via: Via = "gallocr", seed: int = 0) -> PairR
         plan_reused=_same_offsets(cap_a, cap_b),
         verdict_a=judge(cap_a, "A", time_limit=JUDGE_SECONDS),
         verdict_fresh=judge(cap_f, "B fresh", time_limit=JUDGE_SECONDS),
-        findings_a=findings_a, stale_supported=bool(_capture_keywords(gallocr=0, sched=0)),
+        findings_a=findings_a,
         kinds=[v.kind for v in check_import(verdict.imported)])
 
 
@@ -658,13 +648,13 @@ class _Session:
                 **alloc: int) -> tuple[dict[str, np.ndarray], Capture]:
         """Compute ``built`` (``compute`` of its graph, 0 on success) and read its
         outputs inside :func:`watch_cgraph`, then capture it (with the allocator, where
-        :func:`capture_cgraph` takes it)."""
+        its record of the last plan)."""
         with watch_cgraph(built.graph) as w:
             if compute(built.graph) != 0:
                 raise GraphError(f"{self.spec.name}: computing {label} failed")
             got = built.read_outputs(self.b)
         cap = capture_cgraph(built.graph, f"{self.spec.name} {label} via {self.via}",
-                             watch=w, **_capture_keywords(**alloc))
+                             watch=w, gallocr=alloc.get("gallocr"), sched=alloc.get("sched"))
         return got, cap
 
     def on_gallocr(self, *graphs: _Built, label: str = "") -> list[_Ran]:

@@ -114,8 +114,6 @@ def test_a_plan_made_for_another_structure_is_reported_as_stale(name: str, via: 
     position by position, also where B happens to be correct (swapped-matmuls); never where
     only sizes shrank (fewer-tokens) or the structure is the same (other-experts)."""
     r = _run(name, via)
-    if not r.stale_supported:
-        pytest.skip("capture_cgraph takes no allocator: no stale-plan finding yet")
     assert r.stale_flagged == PAIRS[name].restructured, r.verdict.violations
 
 
@@ -192,7 +190,7 @@ def test_random_pairs_no_miss_and_every_alarm_real(via: Via) -> None:
     for r in runs:  # a correct B with no hazard is at most a stale plan, by structure
         if not r.corrupted and not r.hazards:
             assert set(r.kinds) <= {"stale-plan"}
-            assert r.stale_flagged or not r.stale_supported
+            assert r.stale_flagged
 
 
 def test_random_pairs_the_dynamic_check_agrees() -> None:
