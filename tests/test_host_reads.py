@@ -378,3 +378,47 @@ def test_the_recorder_sees_a_node_written_over_an_operand_it_reads(
     assert any("holds other values than its operands give" in d for d in details) == wrong
     if legal:
         assert not wrong and details == []
+
+
+# ---------------------------------------------------------------- one numbering, one cause
+def test_a_stale_plan_report_uses_ggml_node_indices_and_puts_the_cause_first(
+        gg: _Ggml) -> None:
+    """A on a gallocr, then B of other dependencies on the same gallocr (#28448): every
+    message names ggml node indices (never graphc's steps, which count leaves), the
+    clobbered reads come first with the bad-inplace that follows from them under one, and
+    the stale plan -- read from the allocator's own record -- last, with its fix."""
+    b = gg.b
+    x, y, z = gg.leaf("x", 8, 4), gg.leaf("y", 8, 4), gg.leaf("z", 8, 4)
+    X, Y, Z = gg.values[x], gg.values[y], gg.values[z]
+
+    def build(fan: bool) -> tuple[int, int]:
+        t1 = int(b.ggml_add(gg.ctx, x, y))
+        t2 = int(b.ggml_mul(gg.ctx, x, z) if fan else b.ggml_mul(gg.ctx, t1, z))
+        out = int(b.ggml_add(gg.ctx, t2, t1) if fan else b.ggml_add(gg.ctx, t2, x))
+        for t, n in ((t1, b"t1"), (t2, b"t2"), (out, b"out")):
+            b.ggml_set_name(t, n)
+        b.ggml_set_output(out)
+        g = int(b.ggml_new_graph(gg.ctx))
+        b.ggml_build_forward_expand(g, out)
+        return g, out
+
+    reports = []
+    for fan in (False, True):
+        g, out = build(fan)
+        assert b.ggml_gallocr_alloc_graph(gg.gallocr, g)
+        for t, a in gg.values.items():
+            b.ggml_backend_tensor_set(t, a.ctypes.data, 0, a.nbytes)
+        with watch_cgraph(g) as w:
+            assert b.ggml_backend_graph_compute(gg.backend, g) == 0
+            got = gg.get(out, (4, 8))
+        want = X * Z + (X + Y) if fan else (X + Y) * Z + X
+        reports.append((float(np.abs(got - want).max()), judge(capture_cgraph(
+            g, "B" if fan else "A", watch=w, gallocr=gg.gallocr))))
+    (err_a, a), (err_b, v) = reports
+    assert err_a < 1e-5 and a.safe
+    assert err_b > 0.1  # the stale plan really corrupted B
+    kinds = [line.split(":")[0].strip() for line in v.violations]
+    assert kinds == ["clobbered-read", "clobbered-read", "also", "stale-plan"], v.violations
+    assert all("step" not in line for line in v.violations)
+    assert "at node 0 of ggml's graph" in v.violations[0] and "read at node 1" in v.violations[0]
+    assert "ggml_gallocr_reserve" in v.violations[-1]
