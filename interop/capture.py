@@ -42,6 +42,7 @@ from graphc.interop.ggml_abi import (
     GGML_MAX_DIMS,
     GGML_MAX_OP_PARAMS,
     NO_OFFSET,
+    PLACED_BY,
     SCHED_GALLOC_OFFSET,
     USAGE_NAMES,
     VIEW_OPS,
@@ -353,14 +354,25 @@ def capture_cgraph(cgraph: int, source: str = "ggml graph", reads: Iterable[str]
     copied. ``reads``: names of tensors you declare read after the run besides those.
     ``gallocr`` (or ``sched``, whose allocator is read): the allocator that placed the
     graph; what it recorded when it last planned is kept (:class:`PlannedNode`), so that
-    the check can tell a placement planned for another graph (``stale-plan``)."""
+    the check can tell a placement planned for another graph (``stale-plan``). Without
+    them, the allocator that placed the graph through :func:`~graphc.interop.ggml_abi.lib`'s
+    handle is used, when there is one."""
     ggml = lib()
     w, order = _graph_walker(ggml, cgraph)
     host = [HostRead(tensor=w.tensor(c.tensor), offset=c.offset, size=c.size)
             for c in (watch.copies if watch is not None else [])]
+    given = gallocr is not None or sched is not None
+    if not given and int(cgraph) in PLACED_BY:  # placed through graphc's handle: observed
+        kind, allocator = PLACED_BY[int(cgraph)]
+        gallocr, sched = (allocator, None) if kind == "gallocr" else (None, allocator)
     if sched is not None and gallocr is None:
         gallocr = ctypes.c_void_p.from_address(sched + SCHED_GALLOC_OFFSET).value
-    planned = _planned(gallocr, w, order) if gallocr else None
+    try:
+        planned = _planned(gallocr, w, order) if gallocr else None
+    except GraphError:
+        if given:
+            raise
+        planned = None  # a remembered allocator that has placed other graphs since
     return Capture(source=source, tensors=w.records, order=order, buffers=w.buffers,
                    reads=list(reads), host_reads=host, watched=watch is not None,
                    planned=planned)

@@ -21,6 +21,7 @@ import ctypes
 import functools
 import importlib.util
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -230,6 +231,8 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "ggml_backend_tensor_get": (None, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
                                        ctypes.c_size_t]),
     "ggml_backend_free": (None, [ctypes.c_void_p]),
+    "ggml_backend_sched_alloc_graph": (ctypes.c_bool, [ctypes.c_void_p, ctypes.c_void_p]),
+    "ggml_backend_sched_graph_compute": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_void_p]),
 }
 _CPU_SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "ggml_backend_cpu_init": (ctypes.c_void_p, []),
@@ -270,6 +273,42 @@ def library_paths() -> dict[str, Path]:
     return out
 
 
+PLACED_BY: dict[int, tuple[str, int]] = {}
+"""Graph address -> (``"gallocr"`` or ``"sched"``, the allocator's address) for every graph
+placed through this module's handle (:data:`_PLACING`): what
+:func:`graphc.interop.capture.capture_cgraph` reads the allocator's record from when it is
+not given one."""
+
+_PLACING = {"ggml_gallocr_alloc_graph": "gallocr", "ggml_backend_sched_alloc_graph": "sched",
+            "ggml_backend_sched_graph_compute": "sched"}
+"""The entry points that place a graph: (allocator, graph) -> success."""
+
+
+class _Placing:
+    """One of :data:`_PLACING` on the handle :func:`lib` returns: calls ggml, then
+    remembers which allocator placed the graph. Attributes (``restype``, ``argtypes``)
+    are ggml's function's own."""
+
+    _fn: Callable[[int, int], object]
+    _kind: str
+
+    def __init__(self, fn: Callable[[int, int], object], kind: str) -> None:
+        object.__setattr__(self, "_fn", fn)
+        object.__setattr__(self, "_kind", kind)
+
+    def __call__(self, allocator: int, graph: int) -> object:
+        result = self._fn(allocator, graph)
+        if (result is True or result == 0) and allocator and graph:
+            PLACED_BY[int(graph)] = (self._kind, int(allocator))
+        return result
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._fn, name)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        setattr(self._fn, name, value)
+
+
 @functools.cache
 def lib() -> Ggml:
     """Load ggml: the copy llama.cpp runs on (:func:`library_paths`). GraphError with the
@@ -290,6 +329,8 @@ def lib() -> Ggml:
             fn = getattr(target, name)
             fn.restype = restype
             fn.argtypes = argtypes
+    for name, kind in _PLACING.items():
+        setattr(base, name, _Placing(getattr(base, name), kind))
     overhead = int(base.ggml_tensor_overhead())
     if overhead != ctypes.sizeof(GgmlTensor) + OBJECT_HEADER:
         raise GraphError(f"this ggml's struct ggml_tensor takes {overhead - OBJECT_HEADER} "
