@@ -43,6 +43,7 @@ from graphc.interop.ggml_abi import (
     GGML_MAX_OP_PARAMS,
     NO_OFFSET,
     PLACED_BY,
+    PLAN_HOOKS,
     SCHED_GALLOC_OFFSET,
     USAGE_NAMES,
     VIEW_OPS,
@@ -145,10 +146,37 @@ class HostRead(BaseModel):
 class PlannedNode(BaseModel):
     """What ggml's graph allocator recorded for one graph position when it last planned:
     the byte offset it planned the result at and each source's (None: a view, or a
-    tensor it did not place), in the order of the node's sources."""
+    tensor it did not place), in the order of the node's sources; and, where graphc saw
+    the allocator plan (through :func:`~graphc.interop.ggml_abi.lib`'s handle), the op
+    and the sources (:func:`structure`) of the graph it planned for."""
 
     dst: int | None
     src: list[int | None]
+    op: str | None = None
+    src_ref: list[str] | None = None
+
+
+def structure(records: list[TensorRecord], order: list[int]) -> list[tuple[str, list[str]]]:
+    """Each node's op and what each of its sources is, by position: ``node k`` (ggml's
+    node index), ``leaf k`` (leaves numbered by first use), ``itself`` or ``""`` (an empty
+    slot). Sizes are left out: two graphs of one structure at other sizes compare equal."""
+    pos = {rid: k for k, rid in enumerate(order)}
+    leaves: dict[int, int] = {}
+    out = []
+    for rid in order:
+        rec = records[rid]
+        refs = []
+        for s in rec.src:
+            if s is None:
+                refs.append("")
+            elif s == rid:
+                refs.append("itself")
+            elif s in pos:
+                refs.append(f"node {pos[s]}")
+            else:
+                refs.append(f"leaf {leaves.setdefault(s, len(leaves))}")
+        out.append((rec.desc if rec.op in ("UNARY", "GLU") else rec.op, refs))
+    return out
 
 
 class Capture(BaseModel):
@@ -378,14 +406,55 @@ def capture_cgraph(cgraph: int, source: str = "ggml graph", reads: Iterable[str]
                    planned=planned)
 
 
-def _planned(gallocr: int, w: _Walker, order: list[int]) -> list[PlannedNode] | None:
-    """The allocator's record of its last plan, per node; None when it planned a graph of
-    another node count (then this graph was planned afresh). GraphError when the record
-    does not describe this graph's results where they lie (the mirror does not match)."""
+PLANNED_FOR: dict[int, list[tuple[str, list[str]]]] = {}
+"""gallocr address -> the :func:`structure` of the graph it last planned for, seen through
+:data:`~graphc.interop.ggml_abi.PLAN_HOOKS`."""
+
+
+def _remember_plan(gallocr: int, graph: int) -> None:
+    try:
+        w, order = _graph_walker(lib(), graph)
+        PLANNED_FOR[gallocr] = structure(w.records, order)
+    except Exception:  # called from inside a ggml call: never raise there
+        PLANNED_FOR.pop(gallocr, None)
+
+
+PLAN_HOOKS.append(_remember_plan)
+
+
+def _readable(address: int, size: int) -> bool:
+    """Whether ``size`` bytes at ``address`` lie in one readable mapping of this process."""
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                span, perms = line.split()[:2]
+                lo, hi = (int(x, 16) for x in span.split("-"))
+                if lo <= address and address + size <= hi:
+                    return perms.startswith("r")
+    except OSError:
+        return True  # no maps to ask: trust the caller
+    return False
+
+
+def _planned(gallocr: int, w: _Walker, order: list[int]) -> list[PlannedNode]:
+    """The allocator's record of its last plan, per node, with the structure it was
+    planned for where graphc saw it. GraphError when ``gallocr`` cannot be the allocator
+    that placed this graph: not readable memory, a record for another node count, or one
+    that puts this graph's results elsewhere than they lie."""
+    fix = "pass the gallocr (or sched) that allocated this graph"
+    if not _readable(gallocr, ctypes.sizeof(GallocrHead)):
+        raise GraphError(f"{gallocr:#x} is not readable memory: not a gallocr", fix=fix)
     head = GallocrHead.from_address(gallocr)
-    if head.n_nodes != len(order) or not head.node_allocs:
-        return None
+    size = head.n_nodes * ctypes.sizeof(NodeAlloc)
+    if head.n_nodes != len(order) or not head.node_allocs or not _readable(
+            head.node_allocs, size):
+        raise GraphError(f"the allocator at {gallocr:#x} last planned {head.n_nodes} nodes, "
+                         f"this graph has {len(order)}: it did not place this graph",
+                         fix=fix)
     allocs = (NodeAlloc * head.n_nodes).from_address(head.node_allocs)
+    seen = PLANNED_FOR.get(gallocr)
+    if seen is not None and len(seen) != len(order):
+        seen = None
     out: list[PlannedNode] = []
     agree = placed = 0
     for k, rid in enumerate(order):
@@ -401,12 +470,13 @@ def _planned(gallocr: int, w: _Walker, order: list[int]) -> list[PlannedNode] | 
         if dst is not None and rec.view_src is None and rec.offset is not None:
             placed += 1
             agree += dst == rec.offset
-        out.append(PlannedNode(dst=dst, src=[where(na.src[j]) for j in range(len(rec.src))]))
+        op, refs = seen[k] if seen is not None else (None, None)
+        out.append(PlannedNode(dst=dst, src=[where(na.src[j]) for j in range(len(rec.src))],
+                               op=op, src_ref=refs))
     if placed and agree < placed:
         raise GraphError(f"the allocator's record places {placed - agree} of {placed} nodes "
                          "elsewhere than they lie: it is not the gallocr of this graph, or "
-                         "not ggml 0.25's struct", fix="pass the gallocr (or sched) that "
-                         "allocated this graph")
+                         "not ggml 0.25's struct", fix=fix)
     return out
 
 

@@ -232,6 +232,8 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
                                        ctypes.c_size_t]),
     "ggml_backend_free": (None, [ctypes.c_void_p]),
     "ggml_backend_sched_alloc_graph": (ctypes.c_bool, [ctypes.c_void_p, ctypes.c_void_p]),
+    "ggml_backend_sched_reserve": (ctypes.c_bool, [ctypes.c_void_p, ctypes.c_void_p]),
+    "ggml_gallocr_reserve": (ctypes.c_bool, [ctypes.c_void_p, ctypes.c_void_p]),
     "ggml_backend_sched_graph_compute": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_void_p]),
 }
 _CPU_SIGNATURES: dict[str, tuple[object, list[object]]] = {
@@ -279,27 +281,63 @@ placed through this module's handle (:data:`_PLACING`): what
 :func:`graphc.interop.capture.capture_cgraph` reads the allocator's record from when it is
 not given one."""
 
-_PLACING = {"ggml_gallocr_alloc_graph": "gallocr", "ggml_backend_sched_alloc_graph": "sched",
-            "ggml_backend_sched_graph_compute": "sched"}
-"""The entry points that place a graph: (allocator, graph) -> success."""
+PLAN_HOOKS: list[Callable[[int, int], None]] = []
+"""Called as ``hook(gallocr, graph)`` whenever a graph allocator plans (its record of the
+last plan changes, or it is reserved) for a graph, through this module's handle."""
+
+_PLACING = {"ggml_gallocr_alloc_graph": ("gallocr", False),
+            "ggml_gallocr_reserve": ("gallocr", True),
+            "ggml_backend_sched_alloc_graph": ("sched", False),
+            "ggml_backend_sched_graph_compute": ("sched", False),
+            "ggml_backend_sched_reserve": ("sched", True)}
+"""The entry points that place or plan a graph, ``(allocator, graph) -> success``: the kind
+of allocator, and whether the call always plans (a reserve)."""
+
+
+def gallocr_of(kind: str, allocator: int) -> int:
+    """The ``ggml_gallocr`` of a gallocr (itself) or of a scheduler (its ``galloc``)."""
+    if kind == "gallocr":
+        return allocator
+    return int(ctypes.c_void_p.from_address(allocator + SCHED_GALLOC_OFFSET).value or 0)
+
+
+def plan_record(gallocr: int) -> bytes:
+    """The raw bytes of a gallocr's record of its last plan (node count and node plans)."""
+    if not gallocr:
+        return b""
+    head = GallocrHead.from_address(gallocr)
+    if head.n_nodes <= 0 or not head.node_allocs:
+        return b""
+    return bytes(head.n_nodes.to_bytes(4, "little")) + ctypes.string_at(
+        head.node_allocs, head.n_nodes * ctypes.sizeof(NodeAlloc))
 
 
 class _Placing:
     """One of :data:`_PLACING` on the handle :func:`lib` returns: calls ggml, then
-    remembers which allocator placed the graph. Attributes (``restype``, ``argtypes``)
-    are ggml's function's own."""
+    remembers which allocator placed the graph and, when the allocator planned, tells
+    :data:`PLAN_HOOKS`. Attributes (``restype``, ``argtypes``) are ggml's function's own."""
 
     _fn: Callable[[int, int], object]
     _kind: str
+    _plans: bool
 
-    def __init__(self, fn: Callable[[int, int], object], kind: str) -> None:
+    def __init__(self, fn: Callable[[int, int], object], kind: str, plans: bool) -> None:
         object.__setattr__(self, "_fn", fn)
         object.__setattr__(self, "_kind", kind)
+        object.__setattr__(self, "_plans", plans)
 
     def __call__(self, allocator: int, graph: int) -> object:
+        before = b"" if self._plans or not allocator else plan_record(
+            gallocr_of(self._kind, allocator))
         result = self._fn(allocator, graph)
-        if (result is True or result == 0) and allocator and graph:
-            PLACED_BY[int(graph)] = (self._kind, int(allocator))
+        ok = result is True or (result == 0 and result is not False)
+        if ok and allocator and graph:
+            if not self._plans:
+                PLACED_BY[int(graph)] = (self._kind, int(allocator))
+            galloc = gallocr_of(self._kind, allocator)
+            if galloc and (self._plans or plan_record(galloc) != before):
+                for hook in PLAN_HOOKS:
+                    hook(galloc, int(graph))
         return result
 
     def __getattr__(self, name: str) -> object:
@@ -329,8 +367,8 @@ def lib() -> Ggml:
             fn = getattr(target, name)
             fn.restype = restype
             fn.argtypes = argtypes
-    for name, kind in _PLACING.items():
-        setattr(base, name, _Placing(getattr(base, name), kind))
+    for name, (kind, plans) in _PLACING.items():
+        setattr(base, name, _Placing(getattr(base, name), kind, plans))
     overhead = int(base.ggml_tensor_overhead())
     if overhead != ctypes.sizeof(GgmlTensor) + OBJECT_HEADER:
         raise GraphError(f"this ggml's struct ggml_tensor takes {overhead - OBJECT_HEADER} "

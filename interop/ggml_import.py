@@ -50,7 +50,14 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from graphc.interop.capture import BufferRecord, Capture, HostRead, TensorRecord, element_shape
+from graphc.interop.capture import (
+    BufferRecord,
+    Capture,
+    HostRead,
+    TensorRecord,
+    element_shape,
+    structure,
+)
 from graphc.interop.ggml_abi import FLAG_OUTPUT
 from graphc.passes.aliasing import CONSERVATIVE_KINDS, Violation, check_aliasing
 from graphc.passes.memory import MemoryPlan, Placement, Region, fingerprint
@@ -128,12 +135,17 @@ class Imported:
 
     def report(self, found: Sequence[Violation]) -> list[str]:
         """The violations as lines, the cause first: real hazards, each followed (indented
-        ``also:``) by the ``bad-inplace`` findings about the same writer or the same
-        tensor, which follow from the same overlap; then the rules the plan breaks while
-        it may still run correctly (``CONSERVATIVE_KINDS``)."""
+        ``also:``) by the ``bad-inplace`` findings and the strict rules
+        (``CONSERVATIVE_KINDS``) about the same writer or the same tensor, which follow from
+        the same overlap; then the rest of those; the stale plan, which explains them all
+        when there is one, last."""
         real = [v for v in found if v.kind not in CONSERVATIVE_KINDS and v.kind != "bad-inplace"]
-        follow = [v for v in found if v.kind == "bad-inplace"]
-        strict = [v for v in found if v.kind in CONSERVATIVE_KINDS]
+        follow = [v for v in found if v.kind == "bad-inplace"
+                  or (v.kind in CONSERVATIVE_KINDS and v.kind != "stale-plan")]
+        strict = [v for v in found if v.kind == "stale-plan"]
+        if not real:  # then the first bad-inplace is the cause the rest follow from
+            real = [v for v in follow if v.kind == "bad-inplace"][:1]
+            follow = [v for v in follow if v not in real]
         lines: list[str] = []
         used: set[int] = set()
         for v in real:
@@ -544,45 +556,54 @@ def check_import(imp: Imported) -> list[Violation]:
 def stale_plan(imp: Imported) -> list[Violation]:
     """llama.cpp #28448: ggml's allocator places a graph with the plan it last made when
     the node count and the sizes fit, even for a graph of other dependencies. With the
-    allocator's record in the capture (``Capture.planned``), a node whose source lies
-    elsewhere than the plan put that position's source -- or is a view or a tensor the
-    allocator does not place where the plan had one it placed, or the other way round --
-    shows the plan was made for another graph. Smaller sizes alone (llama.cpp's reuse of
-    a worst-case plan) move no source. One finding per graph, naming the first such node
-    and counting the rest, also when this run happens to be safe."""
+    allocator's record in the capture (``Capture.planned``): a node whose op or sources
+    (by position) differ from the graph the plan was made for, where graphc saw it being
+    made; and, from the record alone, a node whose source lies elsewhere than the plan put
+    that position's source, or is placed by this allocator where the plan had none or the
+    other way round. Smaller sizes alone (llama.cpp's reuse of a worst-case plan) change neither.
+    One finding per graph, naming the first such node and counting the rest, also when
+    this run happens to be safe."""
     cap = imp.capture
     if cap.planned is None:
         return []
     by_record = {rec.id: t for t, rec in imp.record.items() if rec.id in cap.order}
-    moved: list[tuple[int, int, int | None, int | None]] = []  # node, src slot, plan, real
+    here = structure(cap.tensors, cap.order)
+    own = {cap.tensors[rid].buffer for rid, p in zip(cap.order, cap.planned, strict=True)
+           if p.dst is not None}  # the buffers this allocator places results in
+    changed: list[tuple[int, str]] = []
     for k, (rid, plan) in enumerate(zip(cap.order, cap.planned, strict=True)):
         rec = cap.tensors[rid]
-        for j, s in enumerate(rec.src):
-            if s is None or j >= len(plan.src) or s == rid:
+        if plan.op is not None and plan.src_ref is not None:
+            op, refs = here[k]
+            if (op, refs) != (plan.op, plan.src_ref):
+                changed.append((k, f"it is a {op} of ({', '.join(refs)}); the plan was made "
+                                   f"for a {plan.op} of ({', '.join(plan.src_ref)})"))
                 continue
-            src = cap.tensors[s]
-            placed = (src.view_src is None and src.offset is not None and src.buffer is not None
-                      and cap.buffers[src.buffer].usage == "compute")
+        for j, sid in enumerate(rec.src):
+            if sid is None or j >= len(plan.src) or sid == rid:
+                continue
+            src = cap.tensors[sid]
+            placed = src.view_src is None and src.offset is not None and src.buffer in own
             real = src.offset if placed else None
             if real != plan.src[j]:
-                moved.append((k, j, plan.src[j], real))
-    if not moved:
+                changed.append((k, f"it reads source {j}, {src.describe()}, at "
+                                   f"{_at(real)}, where the plan had {_at(plan.src[j])}"))
+                break
+    if not changed:
         return []
-    k, j, planned, real = moved[0]
+    k, why = changed[0]
     node = cap.tensors[cap.order[k]]
-    src = cap.tensors[node.src[j]]  # type: ignore[index]
-
-    def at(o: int | None) -> str:
-        return "a tensor it does not place" if o is None else f"byte {o}"
-
-    more = f" (and {len(moved) - 1} more source(s))" if len(moved) > 1 else ""
+    more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
     return [Violation(
         "stale-plan", by_record.get(node.id), None, None,
         "ggml_gallocr_reserve the allocator with this graph before ggml_gallocr_alloc_graph "
         "(or give each graph shape its own gallocr)",
         f"ggml placed this graph with a plan made for another graph (llama.cpp #28448): "
-        f"node {k}, {node.describe()}, reads source {j}, {src.describe()}, at "
-        f"{at(real)}, where the plan had {at(planned)}{more}")]
+        f"node {k}, {node.describe()}: {why}{more}")]
+
+
+def _at(offset: int | None) -> str:
+    return "a tensor it does not place" if offset is None else f"byte {offset}"
 
 
 def unflagged_reads(imp: Imported) -> list[Violation]:

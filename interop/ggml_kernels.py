@@ -116,14 +116,19 @@ def recompute(rec: TensorRecord, operands: Sequence[np.ndarray]) -> np.ndarray |
 
 
 def max_error(got: np.ndarray, want: np.ndarray) -> float:
-    """The largest absolute difference, NaN counted as infinite."""
-    d = np.abs(got - want)
+    """The largest absolute difference; equal infinities and NaN against NaN count as
+    equal, any other non-finite difference as infinite."""
+    same = (got == want) | (np.isnan(got) & np.isnan(want))
+    with np.errstate(invalid="ignore"):
+        d = np.where(same, 0.0, np.abs(got - want))
     return float(np.inf) if np.isnan(d).any() else float(d.max(initial=0.0))
 
 
 def tolerance(want: np.ndarray, rec: TensorRecord) -> float:
-    """How far ggml's result may be from float64, relative to its magnitude (looser for
-    f16 and for contractions, which ggml may sum in another order or in f16)."""
-    scale = 1.0 + float(np.abs(want).max(initial=0.0))
+    """How far ggml's result may be from float64, relative to its largest finite value
+    (looser for f16 and for contractions, which ggml may sum in another order or in
+    f16)."""
+    finite = np.abs(want[np.isfinite(want)])
+    scale = 1.0 + float(finite.max(initial=0.0))
     eps = 1e-3 if rec.type == "f16" or rec.op == "MUL_MAT" else 1e-4
     return eps * scale

@@ -424,3 +424,25 @@ def test_a_stale_plan_report_uses_ggml_node_indices_and_puts_the_cause_first(
     assert all("step" not in line for line in v.violations)
     assert "at node 0 of ggml's graph" in v.violations[0] and "read at node 1" in v.violations[0]
     assert "ggml_gallocr_reserve" in v.violations[-1]
+
+
+def test_a_wrong_allocator_is_refused_not_believed(gg: _Ggml) -> None:
+    """Found by review: a pointer that is not the allocator that placed the graph is a
+    GraphError (unreadable memory, another node count, a record that places the graph's
+    results elsewhere), never an empty record that silently turns the stale check off."""
+    import graphc as gc
+
+    b = gg.b
+    x, y = gg.leaf("x", 8, 4), gg.leaf("y", 8, 4)
+    out = int(b.ggml_add(gg.ctx, b.ggml_mul(gg.ctx, x, y), x))
+    b.ggml_set_output(out)
+    g = gg.graph(out)
+    assert capture_cgraph(g, gallocr=gg.gallocr).planned is not None
+    fresh = int(b.ggml_gallocr_new(b.ggml_backend_get_default_buffer_type(gg.backend)))
+    try:
+        for wrong, why in ((0x10, "not readable memory"), (fresh, "last planned 0 nodes"),
+                           (x, "did not place this graph")):
+            with pytest.raises(gc.GraphError, match=why):
+                capture_cgraph(g, gallocr=wrong)
+    finally:
+        b.ggml_gallocr_free(fresh)

@@ -219,3 +219,36 @@ def test_the_benchmark_prints_the_table() -> None:
     assert [(r["pair"], r["via"]) for r in data["pairs"]] == [
         (n, v) for n in PAIRS for v in VIAS]
     assert all(s["misses"] == [] for s in data["random"])
+
+
+def _spec(name: str, a: list[tuple[str, str, tuple[str, ...]]], b: list[tuple[str, str,
+          tuple[str, ...]]], b_outputs: tuple[str, ...], leaves: tuple[str, ...]) -> PairSpec:
+    acts = tuple(Leaf(n, 16, 8) for n in leaves)
+    ga = GraphSpec(acts, tuple(Node(*n) for n in a), (a[-1][0],))
+    gb = GraphSpec(acts, tuple(Node(*n) for n in b), b_outputs)
+    assert fits(ga, gb)
+    return PairSpec(name, name, ga, gb, None, restructured(ga, gb))
+
+
+REVIEW_PAIRS = [  # found by review: restructured B's whose sources lie where A's plan had them
+    _spec("same-offset-source",
+          [("n0", "scale", ("x",)), ("n1", "scale", ("n0",)), ("n2", "add", ("n1", "x"))],
+          [("n0", "scale", ("x",)), ("n1", "scale", ("n0",)), ("n2", "add", ("n0", "x"))],
+          ("n1", "n2"), ("x",)),
+    _spec("op-change-corrupt", [("n0", "add", ("x", "y")), ("n1", "add", ("n0", "y"))],
+          [("n0", "add", ("x", "y")), ("n1", "mul_mat", ("n0", "y"))], ("n1",), ("x", "y")),
+    _spec("op-change-harmless", [("n0", "add", ("x", "y")), ("n1", "silu", ("n0",))],
+          [("n0", "mul", ("x", "y")), ("n1", "scale", ("n0",))], ("n1",), ("x", "y")),
+]
+
+
+@pytest.mark.parametrize("spec", REVIEW_PAIRS, ids=lambda s: s.name)
+@pytest.mark.parametrize("via", VIAS)
+def test_a_plan_for_other_ops_or_sources_is_stale_even_at_the_same_offsets(
+        spec: PairSpec, via: Via) -> None:
+    """The allocator's record holds offsets only; graphc also remembers the structure each
+    plan was made for (seen through its ggml handle), so a B whose op or source changed is
+    a stale plan even where every source lies where the plan put one."""
+    r = run_pair(spec, via)
+    assert r.plan_reused and r.stale_flagged, r.verdict.violations
+    assert r.corrupted == bool(r.hazards) or r.corrupted and not r.verdict.safe
