@@ -251,4 +251,4 @@ def test_a_plan_for_other_ops_or_sources_is_stale_even_at_the_same_offsets(
     a stale plan even where every source lies where the plan put one."""
     r = run_pair(spec, via)
     assert r.plan_reused and r.stale_flagged, r.verdict.violations
-    assert r.corrupted == bool(r.hazards) or r.corrupted and not r.verdict.safe
+    assert r.corrupted == bool(r.hazards) or (r.corrupted and not r.verdict.safe)
