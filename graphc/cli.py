@@ -334,9 +334,17 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_intervals(args: argparse.Namespace) -> int:
-    """``graphc plan --intervals FILE.csv``: place bare buffers (MiniMalloc's format)."""
-    from graphc.passes.exact import greedy_by_size, solve
+    """``graphc plan --intervals FILE.csv``: place bare buffers (MiniMalloc's format).
+
+    Shows the search's progress on a terminal; Ctrl-C stops it and keeps the best
+    placement found so far (printed and written as usual)."""
+    from rich.console import Console
+    from rich.progress import Progress as Bar
+    from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from graphc.passes.exact import Progress, greedy_by_size, solve
     from graphc.passes.intervals import (
+        LIMIT,
         check_solution,
         height,
         max_live,
@@ -345,18 +353,34 @@ def _cmd_intervals(args: argparse.Namespace) -> int:
     )
 
     buffers = read_intervals(args.intervals)
-    if args.capacity is not None and args.capacity < 1:
-        raise GraphError(f"--capacity must be at least 1, got {args.capacity}")
+    if args.capacity is not None and not 1 <= args.capacity < LIMIT:
+        raise GraphError(f"--capacity must be at least 1 and below 2**62, got {args.capacity}")
     bound = max_live(buffers)
     greedy = height(greedy_by_size(buffers))
-    sol = solve(buffers, args.capacity, time_limit=args.time_limit)
+    console = Console(stderr=True)
+    with Bar(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+             console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task("searching", total=None)
+
+        def show(p: Progress) -> None:
+            bar.update(task, description=(
+                f"best {p.height:,} B ({p.height / max(bound, 1):.3f}x), bound "
+                f"{p.lower_bound:,} B, looking for <= {p.target:,} B, {p.nodes:,} nodes, "
+                f"limit {args.time_limit:g} s (Ctrl-C keeps the best)"))
+
+        sol = solve(buffers, args.capacity, time_limit=args.time_limit, progress=show)
     assert not check_solution(sol.buffers, args.capacity if sol.fits else None)
     cap = f", capacity {args.capacity:,} B" if args.capacity is not None else ""
     print(f"{args.intervals}: {len(buffers)} buffers, max-live bound {bound:,} B{cap}")
     print(f"  greedy-by-size: {greedy:,} B ({greedy / max(bound, 1):.3f}x the bound)")
     print(f"  exact: {sol.height:,} B ({sol.height / max(bound, 1):.3f}x the bound), "
           f"{sol.status}{'' if sol.fits else ', does NOT fit the capacity'}, "
-          f"{sol.seconds:.2f} s")
+          f"{sol.seconds:.2f} s{', stopped by Ctrl-C' if sol.interrupted else ''}")
+    if sol.status != "optimal":
+        proof = "proven: none fits the capacity" if sol.infeasible else (
+            f"proven lower bound {sol.lower_bound:,} B")
+        print(f"  certificate: {proof}; {sol.nodes:,} search nodes "
+              f"(time limit {args.time_limit:g} s)")
     if args.output:
         write_intervals(args.output, sol.buffers)
         print(f"wrote {args.output}")
@@ -444,25 +468,53 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
     from rich.table import Table
 
-    from graphc.testing.fuzz import run_fuzz
-
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     from graphc.backends import BACKENDS
+    from graphc.testing.fuzz import aim_for, read_case, replay, run_fuzz
+    from graphc.testing.strategies import ALL_FAMILIES, aim_families
 
+    given = args.backends is not None
+    backends = [b.strip() for b in (args.backends or "reference,arena,jax").split(",")
+                if b.strip()]
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown:
         print(f"error: unknown backend {unknown[0]!r}; backends: {sorted(BACKENDS)}",
               file=sys.stderr)
         return EXIT_BAD_INPUT
+    if args.replay:
+        _, case = read_case(args.replay)
+        _load_modules([*case.get("load", []), *args.load])
+        problem = replay(args.replay, backends if given else None)
+        print(f"replay {args.replay}: pipeline {case['pipeline']!r}, seed {case['seed']}, "
+              f"{case['data']} data (seed {case['data_seed']}), reads {case['reads']}")
+        if problem is None:
+            print("passes now (the failure is fixed, or it needs the original backends)")
+            return EXIT_OK
+        print(f"FAILED: {problem}")
+        return EXIT_PROBLEMS
     _load_modules(args.load)
+    ops = [o.strip() for o in (args.ops or "").split(",") if o.strip()]
+    families = [f.strip() for f in (args.families or "").split(",") if f.strip()]
+    bad = [f for f in families if f not in ALL_FAMILIES]
+    if bad:
+        print(f"error: unknown family {bad[0]!r}; families: {', '.join(ALL_FAMILIES)}",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        aim_families(ops)
+    except ValueError as e:
+        print(f"error: --ops: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if args.pipeline != "default":
         from graphc.passes import parse_pipeline
 
         try:
             parse_pipeline(args.pipeline)
+            aim_families(aim_for(args.pipeline, aim=not args.no_aim))
         except GraphError as e:
             print(e, file=sys.stderr)
             return EXIT_BAD_INPUT
+        except ValueError:  # patterns on ops no backend runs: aim at the others
+            pass
     console = Console(stderr=True)
     with Progress("[progress.description]{task.description}", BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=console,
@@ -470,26 +522,42 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
         task = progress.add_task("fuzzing", total=args.examples)
         report = run_fuzz(examples=args.examples, seed=args.seed, pipeline=args.pipeline,
                           backends=backends, time_limit=args.time_limit, out_dir=args.out_dir,
-                          max_nodes=args.max_nodes,
+                          max_nodes=args.max_nodes, ops=ops, families=families,
+                          aim=not args.no_aim, min_changed=args.min_changed, load=args.load,
                           on_example=lambda n: progress.update(task, completed=n))
     table = Table(title=f"graphc fuzz (seed {args.seed}, pipeline {args.pipeline!r}, "
                         f"backends {','.join(backends)})")
-    for col in ("examples", "per second", "mismatches", "crashes", "unsafe plans",
-                "missed", "false alarms", "unsafe mutants", "caught", "catch rate"):
+    for col in ("examples", "per second", "aimed", "changed", "mismatches", "crashes",
+                "unsafe plans", "missed", "false alarms", "unsafe mutants", "caught",
+                "catch rate"):
         table.add_column(col, justify="right")
-    table.add_row(str(report.examples), f"{report.per_second:.1f}", str(report.mismatches),
-                  str(report.crashes), str(report.unsafe_plans), str(report.missed),
-                  str(report.false_alarms), str(report.mutations),
-                  str(report.mutations_caught), f"{100 * report.catch_rate:.1f}%")
-    Console().print(table)
-    print(f"fuzz: {report.examples} examples ({report.per_second:.1f}/s), mismatches "
-          f"{report.mismatches}, crashes {report.crashes}, unsafe plans {report.unsafe_plans}, "
+    table.add_row(str(report.examples), f"{report.per_second:.1f}", str(report.aimed),
+                  str(report.changed), str(report.mismatches), str(report.crashes),
+                  str(report.unsafe_plans), str(report.missed), str(report.false_alarms),
+                  str(report.mutations), str(report.mutations_caught),
+                  f"{100 * report.catch_rate:.1f}%")
+    Console(width=140).print(table)
+    shrink = f" (+{report.shrink_steps} shrink steps)" if report.shrink_steps else ""
+    print(f"fuzz: {report.examples} examples{shrink} ({report.per_second:.1f}/s), mismatches "
+          f"{report.mismatches}, crashes {report.crashes}, inputs mutated "
+          f"{report.mutated_inputs}, unsafe plans {report.unsafe_plans}, "
           f"missed {report.missed}, false alarms {report.false_alarms}, unsafe mutants "
           f"caught {report.mutations_caught}/{report.mutations} (catch rate "
           f"{100 * report.catch_rate:.1f}%, judged by the sanitizer)")
-    for msg, path in zip(report.failures, report.files, strict=True):
-        print(f"FAILED: {msg}\n  shrunk graph written to {path}")
-    return EXIT_PROBLEMS if report.failed else EXIT_OK
+    if args.pipeline != "default":
+        fired = ", ".join(f"{n} {k}" for n, k in report.fired.most_common()) or "none"
+        print(f"coverage: changed {report.changed} of {report.examples} examples; aimed "
+              f"{report.aimed} at {', '.join(report.aim_ops) or 'nothing'}; patterns "
+              f"fired: {fired}")
+    for msg, path, text in zip(report.failures, report.files, report.graphs, strict=True):
+        print(f"FAILED: {msg}\nshrunk graph (written to {path}; rerun it with "
+              f"graphc fuzz --replay {path}):\n{text}", end="")
+    if report.failed:
+        return EXIT_PROBLEMS
+    if report.coverage_problem:
+        print(f"error: {report.coverage_problem}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    return EXIT_OK
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -545,7 +613,8 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("--strategy", default="greedy-by-size",
                        choices=["greedy-by-size", "best-fit-in-order", "exact", "auto"])
         c.add_argument("--time-limit", type=float, default=10.0,
-                       help="seconds for the exact planner (strategies exact and auto)")
+                       help="seconds for the exact planner (strategies exact and auto, and "
+                            "--intervals; default 10, the limit bench_exact.py measures at)")
         c.add_argument("--schedule", default="input",
                        choices=["input", "breadth-first", "depth-first", "memory"])
         c.add_argument("--no-inplace", action="store_true", help="no planner-chosen in-place")
@@ -612,13 +681,28 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--pipeline", default="default",
                    help='"default" (the output-driven pipeline for each example\'s reads) '
                         "or pipeline text")
-    z.add_argument("--backends", default="reference,arena,jax")
+    z.add_argument("--backends", default=None,
+                   help="comma-separated (default reference,arena,jax; with --replay: "
+                        "the ones the file records)")
     z.add_argument("--load", action="append", default=[], metavar="MODULE",
                    help="import this Python module first (it registers your passes)")
     z.add_argument("--time-limit", type=float, default=None, help="seconds")
     z.add_argument("--max-nodes", type=_positive, default=10)
     z.add_argument("--out-dir", default="fuzz-failures",
                    help="where shrunk failing graphs are written")
+    z.add_argument("--ops", metavar="OP,OP",
+                   help="aim half the examples at these ops (besides those the pipeline's "
+                        "rewrite patterns are registered on)")
+    z.add_argument("--families", metavar="FAMILY,FAMILY",
+                   help="aim at these families' ops and draw the broad half from them "
+                        "(graphc.testing.strategies.ALL_FAMILIES, e.g. binary,view,reduce)")
+    z.add_argument("--no-aim", action="store_true",
+                   help="do not aim at the ops of the pipeline's rewrite patterns")
+    z.add_argument("--min-changed", type=float, default=0.05, metavar="SHARE",
+                   help="fail when the pipeline changes fewer than this share of the "
+                        "examples (default 0.05; 0 accepts any)")
+    z.add_argument("--replay", metavar="FILE",
+                   help="rerun the case a failure file records, and nothing else")
     z.set_defaults(func=_cmd_fuzz)
 
     d = sub.add_parser("demo", help="the main job: dead outputs, memory plan, the MTP "

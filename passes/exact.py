@@ -13,49 +13,45 @@ within a given capacity or as low as it can prove. It always returns a valid pla
   With a capacity, this status means no placement within it was found (``fits`` is False);
   ``infeasible`` tells whether the search proved that none exists.
 
-The search (after MiniMalloc, M. D. Moffitt, ASPLOS 2023, learnt from the paper's
-description) works over *canonical* placements: every buffer rests on 0 or on top of a
-buffer live with it (any placement compacts to one, no higher). Time is cut into sections
-at the buffers' endpoints; each section has a *floor*, below which no unplaced buffer live
-there may go. A node takes the lowest floor (of the sections at it, the one with the
-fewest choices, then the least slack) and branches on which unplaced buffer starts right
-there (one live there whose sections all sit at that floor), or on none doing so, which
-raises that section to the lowest offset a buffer live there could still take (its
-highest floor, or the top of an unplaced buffer beside it). Branches are disjoint, so each
-placement is met at most once. Pruning:
+The search is :mod:`graphc.passes.canonical` (its docstring has the rules): a depth-first
+search over *canonical* placements, where buffers are placed in increasing (offset, rank)
+order, each on the highest top of the placed buffers live with it, after the ideas of
+MiniMalloc (M. D. Moffitt, ASPLOS 2023: canonical solutions, section inference,
+dominance, dynamic decomposition, restarts over branching orders), written anew, with two
+rules of its own: buffers whose neighbours are all placed are settled at once, and failed
+states are remembered. It is compiled by numba when that is installed (the ``exact``
+extra) and runs as plain Python otherwise. Before it, a buffer live over the whole of its
+group goes to the bottom and the rest splits where no buffer crosses a time.
 
-* spatial inference: a section's floor is raised to the lowest of the highest floors
-  under its unplaced buffers (nothing can start lower), to a fixpoint; then in every
-  section the floor plus the sizes of the unplaced buffers live there must fit under the
-  capacity;
-* dominance: identical buffers (same lifetime and size) go in a fixed order; every failed
-  state (unplaced buffers and floors of a component) is remembered and never searched
-  again, which covers siblings and orders that leave the same floors;
-* decomposition: a buffer live over the whole of its group goes to its bottom and the rest
-  splits where no buffer crosses a time, before the search; during it, unplaced buffers
-  that fall into independent section ranges are solved range by range, and a range that
-  fails fails the node without trying other placements of the ranges beside it.
-
-Branching order matters a great deal on hard instances, so a call runs 16 orders (by
-size, lifetime or peak live total; least slack first or not; buffers that fill the lowest
-segment first or not) in turn with node budgets that double every round, keeping the
-failed states across them: any run that ends within its budget is a proof.
+A call runs six branching orders (by lifetime, peak live total over the lifetime, size,
+area) in turn with node budgets that double every round, keeping the failed states
+across them: a run that ends within its budget is a proof.
 
 ``method="cp-sat"`` solves the same problem with OR-tools' CP-SAT (a no-overlap-2D model)
-when ``ortools`` is installed; the search needs only numpy.
+when ``ortools`` is installed.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-import numpy.typing as npt
+from graphc.passes.canonical import (
+    C_NODES,
+    C_STOP,
+    C_TRAIL,
+    FOUND,
+    NOT_FOUND,
+    STOPPED,
+    _parts,
+    new_memo,
+    search,
+    set_clock,
+)
 from graphc.passes.intervals import Buffer, height, max_live
 
 from graphc.errors import GraphError
@@ -63,10 +59,6 @@ from graphc.errors import GraphError
 Status = Literal["optimal", "fits", "best-found"]
 Method = Literal["search", "cp-sat"]
 _Outcome = Literal["found", "infeasible", "timeout"]
-
-_TABLE_LIMIT = 1_500_000
-"""Failed states remembered at most (about 100 bytes each); beyond, the table is reset."""
-
 
 @dataclass(frozen=True)
 class Solution:
@@ -76,7 +68,8 @@ class Solution:
     the highest ``offset + size``; ``lower_bound`` a proven lower bound on any placement's
     height (never above ``height``); ``seconds`` the wall time of :func:`solve`;
     ``nodes`` the search nodes visited; ``infeasible`` is True when a capacity was given
-    and the search proved no placement fits in it.
+    and the search proved no placement fits in it; ``interrupted`` that Ctrl-C stopped the
+    search (the placement is the best found before).
     """
 
     buffers: tuple[Buffer, ...]
@@ -88,6 +81,7 @@ class Solution:
     nodes: int = 0
     infeasible: bool = False
     method: Method = "search"
+    interrupted: bool = False
 
     @property
     def gap(self) -> float:
@@ -139,50 +133,34 @@ def greedy_by_size(buffers: Sequence[Buffer], alignment: int = 1) -> list[Buffer
     return [replace(b, offset=o) for b, o in zip(buffers, offsets, strict=True)]
 
 
-class _Stop(Exception):
-    """The deadline (or a run's node budget) passed during a search."""
+_ORDERS: tuple[str, ...] = ("life-area", "press-area", "press-life", "press", "size", "area")
+"""Branching orders (ranks) tried in turn, with restarts: by the peak total live over a
+buffer's lifetime, its size, its lifetime or its area, ties broken by the others."""
+
+_INT64_ROOM = 1 << 62
+"""The kernel's keys are ``floor * n + rank`` in int64: the search is not tried when
+``(capacity + largest size) * (n + 1)`` could reach this."""
 
 
-_STRATEGIES: tuple[tuple[str, bool, bool], ...] = tuple(
-    (kind, slack_first, fill_first)
-    for slack_first in (False, True)
-    for kind in ("size", "life", "press", "pressl")
-    for fill_first in (False, True))
-"""Branching orders tried in turn, with restarts: a static order of the buffers that fit at
-the lowest point (by size, lifetime, or the peak total live over their lifetime), whether
-the least slack over a buffer's lifetime comes first, and whether buffers that fill the
-lowest segment to its ends (and whose tops meet a neighbouring floor) come first."""
-
-
-def _static_rank(kind: str, lower: Sequence[int], upper: Sequence[int],
-                 size: Sequence[int], press: Sequence[int]) -> list[int]:
-    n = len(size)
-    life = [upper[i] - lower[i] for i in range(n)]
-    keys = {
-        "size": lambda i: (-size[i], -life[i], lower[i], i),
-        "life": lambda i: (-life[i], -size[i], lower[i], i),
+def _ranks(kind: str, life: list[int], size: list[int], press: list[int]) -> list[int]:
+    """The buffers in the branching order ``kind`` (first is tried first)."""
+    keys: dict[str, Callable[[int], tuple[int, ...]]] = {
+        "life-area": lambda i: (-life[i], -size[i] * life[i], -press[i], i),
+        "press-area": lambda i: (-press[i], -size[i] * life[i], -life[i], i),
+        "press-life": lambda i: (-press[i], -life[i], -size[i] * life[i], i),
         "press": lambda i: (-press[i], -size[i], -life[i], i),
+        "size": lambda i: (-size[i], -life[i], i),
+        "life": lambda i: (-life[i], -size[i], i),
+        "area": lambda i: (-size[i] * life[i], -size[i], i),
         "pressl": lambda i: (-press[i], -life[i], -size[i], i),
+        "sizep": lambda i: (-size[i], -press[i], -life[i], i),
     }
-    return sorted(range(n), key=keys[kind])
-
-
-class _Frame:
-    """A search node: ``choices`` (u >= 0 places buffer u at offset ``m``; -1 raises section
-    ``s`` from ``m`` to ``h``), the next one to try, the failed-state ``key``, and the
-    floors of sections ``[clo, chi)`` before and after the node's inference."""
-
-    __slots__ = ("before", "chi", "choices", "clo", "h", "key", "m", "pos", "raised", "s")
-
-    def __init__(self, key: bytes, choices: list[int], m: int, s: int, h: int, clo: int,
-                 chi: int, before: npt.NDArray[np.int64], raised: npt.NDArray[np.int64]
-                 ) -> None:
-        self.key, self.choices, self.pos, self.m, self.s, self.h = key, choices, 0, m, s, h
-        self.clo, self.chi, self.before, self.raised = clo, chi, before, raised
+    return sorted(range(len(size)), key=keys[kind])
 
 
 class _Search:
-    """The canonical search over one group of buffers (indices local to the group).
+    """The canonical search (:mod:`graphc.passes.canonical`) over one group of buffers,
+    indices local to the group.
 
     ``size`` is the size used for packing (padded to ``alignment``), ``real`` the size that
     must end within the capacity. :meth:`run` finds offsets (multiples of ``alignment``)
@@ -194,286 +172,106 @@ class _Search:
                  real: Sequence[int], alignment: int = 1) -> None:
         n = self.n = len(size)
         self.alignment = alignment
-        times = sorted(set(lower) | set(upper))
-        where = {t: k for k, t in enumerate(times)}
-        nsec = self.nsec = max(len(times) - 1, 0)
-        a = self.a = [where[t] for t in lower]
-        b = self.b = [where[t] for t in upper]
-        self.size = list(size)
-        self.real = list(real)
-        self.check_real = any(r != s for r, s in zip(real, size, strict=True))
-        self.size_np = np.asarray(size, dtype=np.int64)
-        total = np.zeros(nsec, dtype=np.int64)
-        cross = np.zeros(nsec, dtype=np.int64)
+        times = np.unique(np.asarray([*lower, *upper], dtype=np.int64))
+        a = np.searchsorted(times, np.asarray(lower, dtype=np.int64)).astype(np.int64)
+        b = np.searchsorted(times, np.asarray(upper, dtype=np.int64)).astype(np.int64)
+        nsec = self.nsec = max(len(times) - 1, 1)
+        self.a, self.b = a, b
+        self.size = np.asarray(size, dtype=np.int64)
+        self.real = np.asarray(real, dtype=np.int64)
+        total = np.zeros(nsec + 1, dtype=np.int64)
+        cuts = np.zeros(nsec + 1, dtype=np.int64)
         for i in range(n):
             total[a[i]:b[i]] += size[i]
-            cross[a[i]:b[i] - 1] += 1
-        self.total_live, self.total_cross = total, cross
+            cuts[a[i]:b[i] - 1] += 1
+        self.total0, self.cuts0 = total, cuts
         press = [int(total[a[i]:b[i]].max()) for i in range(n)]
-        a_np = np.asarray(a, dtype=np.int64)
-        b_np = np.asarray(b, dtype=np.int64)
-        # Per strategy, per section: the buffers live there in the strategy's static order.
-        by_kind: dict[str, list[npt.NDArray[np.int64]]] = {}
-        for kind, _, _ in _STRATEGIES:
-            if kind not in by_kind:
-                live: list[list[int]] = [[] for _ in range(nsec)]
-                for i in _static_rank(kind, lower, upper, size, press):
-                    for s in range(a[i], b[i]):
-                        live[s].append(i)
-                by_kind[kind] = [np.asarray(v, dtype=np.int64) for v in live]
-        self.orders = [by_kind[kind] for kind, _, _ in _STRATEGIES]
-        # Identical buffers are placed in index order: prev[i] is the previous identical one
-        # (n, an always-placed sentinel, when there is none).
-        prev = [n] * n
-        last: dict[tuple[int, int, int, int], int] = {}
-        for i in range(n):
-            k = (lower[i], upper[i], size[i], real[i])
-            if k in last:
-                prev[i] = last[k]
-            last[k] = i
-        self.prev = np.asarray(prev, dtype=np.int64)
-        # Buffers by first section, so that the buffers of a section range are a slice.
-        by_a = sorted(range(n), key=lambda i: (a[i], i))
-        self.pos_a = [0] * n
-        for p, i in enumerate(by_a):
-            self.pos_a[i] = p
-        self.pos_a_np = np.asarray(self.pos_a, dtype=np.int64)
-        starts = sorted(a)
-        self.first_a = [int(np.searchsorted(starts, s)) for s in range(nsec + 1)]
-        self.idx_a = np.asarray([x for i in by_a for x in (a[i], b[i])], dtype=np.int64)
-        self.a_by_a = a_np[by_a]
-        self.b_by_a = b_np[by_a]
-        self.size_by_a = self.size_np[by_a]
-        self.live_mat = np.zeros((nsec, n), dtype=bool)
-        for p, i in enumerate(by_a):
-            self.live_mat[a[i]:b[i], p] = True
-        self.nodes = 0
-        self.budget = 0
-        self.deadline = 0.0
-        self.cap = 0
-        self.cap_pad = 0
-        self.failed: set[bytes] = set()
-        self.floor = np.zeros(nsec + 1, dtype=np.int64)
-        self.rem = np.zeros(nsec, dtype=np.int64)
-        self.cross = np.zeros(nsec, dtype=np.int64)
-        self.unplaced = np.ones(n + 1, dtype=bool)
-        self.un_a = np.ones(n, dtype=bool)
-        self.offsets = [0] * n
-        self.strategy = 0
+        life = [int(upper[i] - lower[i]) for i in range(n)]
+        live = (a[:, None] < b[None, :]) & (a[None, :] < b[:, None])
+        np.fill_diagonal(live, False)
+        self.degree = live.sum(axis=1).astype(np.int64)
+        self.nb_ptr = np.concatenate(([0], np.cumsum(self.degree))).astype(np.int64)
+        self.nb_idx = np.nonzero(live)[1].astype(np.int64)
+        sec_of = np.concatenate([np.arange(a[i], b[i]) for i in range(n)]).astype(np.int64)
+        buf_of = np.repeat(np.arange(n, dtype=np.int64), b - a)
+        by_sec = np.argsort(sec_of, kind="stable")
+        self.sl_idx = buf_of[by_sec]
+        self.sl_ptr = np.searchsorted(sec_of[by_sec], np.arange(nsec + 1)).astype(np.int64)
+        self.by_a = np.argsort(a, kind="stable").astype(np.int64)
+        self.first_a = np.searchsorted(a[self.by_a], np.arange(nsec + 1)).astype(np.int64)
+        self.orders = [np.asarray(_ranks(k, life, list(size), press), dtype=np.int64)
+                       for k in _ORDERS]
+        cells = int((b - a).sum())
+        room = n + cells + int(self.degree.sum()) + n * (nsec + 1) + 16
+        self.trail = (np.zeros(room, dtype=np.int64), np.zeros(room, dtype=np.int64),
+                      np.zeros(room, dtype=np.int64))
+        self.stamp = np.zeros(nsec + 1, dtype=np.int64)
+        self.memo = new_memo(20 if n > 64 else 12)
+        self.ctr = np.zeros(4, dtype=np.int64)
+        self.hook: Callable[[int], None] | None = None  # called at every look at the clock
+        self.fits_int64 = (int(self.size.max(initial=0)) + int(total.max(initial=0))
+                           + alignment) * (n + 1) < _INT64_ROOM
 
-    def run(self, cap: int, deadline: float, first_budget: int = 256
+    @property
+    def nodes(self) -> int:
+        return int(self.ctr[C_NODES])
+
+    def run(self, cap: int, deadline: float, first_budget: int = 0
             ) -> tuple[_Outcome, list[int] | None]:
         """Search for offsets within ``cap``: ("found", offsets), ("infeasible", None)
         when no placement exists, or ("timeout", None) when ``deadline`` (a
         ``time.monotonic()`` value) passed first.
 
-        Runs the strategies in turn with a node budget that doubles every round; failed
-        states are kept across runs (a state is recorded only when its whole subtree was
-        searched, so the record holds whatever the order), and any run that ends without
-        hitting its budget is a proof.
+        Runs the branching orders in turn with a node budget that doubles every round
+        (from ``first_budget``, default twice the buffers); failed states are kept across
+        the runs of one call, and any run that ends within its budget is a proof.
         """
         n = self.n
         if n == 0:
             return "found", []
-        self.cap = cap
-        self.cap_pad = _round_up(cap, self.alignment)
-        if int(self.total_live.max()) > self.cap_pad or max(self.real) > cap:
+        cap_pad = _round_up(cap, self.alignment)
+        if int(self.total0.max()) > cap_pad or int(self.real.max()) > cap:
             return "infeasible", None
-        self.deadline = deadline
-        self.failed = set()
-        budget = first_budget
+        if (cap_pad + int(self.size.max())) * (n + 1) >= _INT64_ROOM:
+            return "timeout", None
+        for table in self.memo:
+            table[:] = 0
+        self.memo[1][:] = 1
+        set_clock(deadline, self.hook)
+        budget = first_budget or 2 * n
         while True:
-            for k in range(len(_STRATEGIES)):
-                self.strategy = k
-                self.budget = self.nodes + budget
-                self.floor[:] = 0
-                self.rem[:] = self.total_live
-                self.cross[:] = self.total_cross
-                self.unplaced[:n] = True
-                self.unplaced[n] = False
-                self.un_a[:] = True
-                try:
-                    ok = self._solve_range(0, self.nsec)
-                except _Stop:
-                    if time.monotonic() > deadline:
-                        return "timeout", None
-                    continue
-                return ("found", list(self.offsets)) if ok else ("infeasible", None)
+            for k, order in enumerate(self.orders):
+                rank = np.empty(n, dtype=np.int64)
+                rank[order] = np.arange(n)
+                par = np.asarray([n, self.nsec, cap, cap_pad, self.alignment,
+                                  k * 0x9E3779B97F4A7C1 + 1, self.nodes + budget],
+                                 dtype=np.int64)
+                minoff = np.zeros(n, dtype=np.int64)
+                unn = self.degree.copy()
+                off = np.zeros(n, dtype=np.int64)
+                placed = np.zeros(n, dtype=np.int64)
+                ftop = np.zeros(self.nsec + 1, dtype=np.int64)
+                total = self.total0.copy()
+                cuts = self.cuts0.copy()
+                self.ctr[C_TRAIL] = 0
+                self.ctr[C_STOP] = 0
+                status = FOUND
+                parts = _parts(0, self.nsec, total, cuts)
+                for q in range(0, len(parts), 2):
+                    status = search(parts[q], parts[q + 1], -1, self.a, self.b, self.size,
+                                    self.real, rank, order, self.nb_ptr, self.nb_idx,
+                                    self.sl_ptr, self.sl_idx, self.by_a, self.first_a, par,
+                                    minoff, unn, off, placed, ftop, total, cuts, self.stamp,
+                                    *self.trail, self.ctr, *self.memo)
+                    if status != FOUND:
+                        break
+                if status == FOUND:
+                    return "found", [int(x) for x in off]
+                if status == NOT_FOUND:
+                    return "infeasible", None
+                if status == STOPPED or time.monotonic() > deadline:
+                    return "timeout", None
             budget *= 2
-
-    def _components(self, lo: int, hi: int) -> list[tuple[int, int]]:
-        """The independent section ranges of the unplaced buffers within ``[lo, hi)``:
-        maximal runs of sections with unplaced buffers, joined where one crosses."""
-        act = self.rem[lo:hi] > 0
-        conn = self.cross[lo:hi - 1] > 0
-        starts = act.copy()
-        starts[1:] &= ~conn
-        ends = act.copy()
-        ends[:-1] &= ~conn
-        st = np.flatnonzero(starts)
-        en = np.flatnonzero(ends)
-        return [(lo + int(x), lo + int(y) + 1) for x, y in zip(st, en, strict=True)]
-
-    def _solve_range(self, lo: int, hi: int) -> bool:
-        """Place every unplaced buffer within sections ``[lo, hi)`` (one component on entry)
-        above the floors. True: placed, state advanced. False: impossible, state as on
-        entry. Raises :class:`_Stop` past the deadline or the node budget."""
-        floor, rem, cross = self.floor, self.rem, self.cross
-        unplaced, un_a = self.unplaced, self.un_a
-        a, b, size, pos_a = self.a, self.b, self.size, self.pos_a
-        cap_pad, failed, nsec = self.cap_pad, self.failed, self.nsec
-        big = np.int64(np.iinfo(np.int64).max // 4)
-        work = np.zeros(nsec + 1, dtype=np.int64)
-        frames: list[_Frame] = []
-        descend = True
-        while True:
-            if descend:
-                descend = False
-                self.nodes += 1
-                if self.nodes >= self.budget or time.monotonic() > self.deadline:
-                    raise _Stop
-                comps = self._components(lo, hi)
-                if not comps:
-                    return True
-                if len(comps) > 1:
-                    # Independent parts: all must be placed; a failure of one is final.
-                    snap = (floor[lo:hi].copy(), rem[lo:hi].copy(), cross[lo:hi].copy(),
-                            unplaced.copy(), un_a.copy())
-                    slack = [int((cap_pad - floor[x:y] - rem[x:y]).min()) for x, y in comps]
-                    order = sorted(range(len(comps)), key=lambda k: slack[k])
-                    if all(self._solve_range(*comps[k]) for k in order):
-                        return True
-                    floor[lo:hi], rem[lo:hi], cross[lo:hi] = snap[0], snap[1], snap[2]
-                    unplaced[:], un_a[:] = snap[3], snap[4]
-                else:
-                    frame = self._expand(comps[0], work, big)
-                    if frame is not None:
-                        frames.append(frame)
-            if not frames:
-                return False
-            fr = frames[-1]
-            choices, pos, m = fr.choices, fr.pos, fr.m
-            if pos > 0:  # undo the previous choice
-                u = choices[pos - 1]
-                if u >= 0:
-                    rem[a[u]:b[u]] += size[u]
-                    cross[a[u]:b[u] - 1] += 1
-                    unplaced[u] = True
-                    un_a[pos_a[u]] = True
-                floor[fr.clo:fr.chi] = fr.before
-            if pos < len(choices):
-                u = choices[pos]
-                fr.pos = pos + 1
-                floor[fr.clo:fr.chi] = fr.raised
-                if u >= 0:
-                    floor[a[u]:b[u]] = m + size[u]
-                    rem[a[u]:b[u]] -= size[u]
-                    cross[a[u]:b[u] - 1] -= 1
-                    unplaced[u] = False
-                    un_a[pos_a[u]] = False
-                    self.offsets[u] = m
-                else:
-                    floor[fr.s] = fr.h
-                descend = True
-            else:
-                if len(failed) >= _TABLE_LIMIT:
-                    failed.clear()
-                failed.add(fr.key)
-                frames.pop()
-
-    def _filling(self, wl: npt.NDArray[np.int64], lowest: list[int], k: int, m: int,
-                 clo: int) -> Callable[[int], tuple[int, int]]:
-        """A sort key preferring buffers that reach the ends of the lowest segment (the run
-        of sections at floor ``m`` around section ``k``, relative to ``clo``) and whose
-        tops meet the floor beyond such an end."""
-        at = lowest.index(k)
-        lo_k = hi_k = at
-        while lo_k > 0 and lowest[lo_k - 1] == lowest[lo_k] - 1:
-            lo_k -= 1
-        while hi_k + 1 < len(lowest) and lowest[hi_k + 1] == lowest[hi_k] + 1:
-            hi_k += 1
-        first, end = lowest[lo_k], lowest[hi_k] + 1
-        left = int(wl[first - 1]) if first > 0 else -1
-        right = int(wl[end]) if end < len(wl) else -1
-        a, b, size = self.a, self.b, self.size
-
-        def key(u: int) -> tuple[int, int]:
-            at_left, at_right = a[u] - clo == first, b[u] - clo == end
-            top = m + size[u]
-            return (-(at_left + at_right),
-                    -((at_left and top == left) + (at_right and top == right)))
-        return key
-
-    def _expand(self, comp: tuple[int, int], work: npt.NDArray[np.int64],
-                big: np.int64) -> _Frame | None:
-        """The frame of the node whose unplaced buffers are the component ``comp``, or
-        None when inference or the failed-state table prunes it."""
-        clo, chi = comp
-        floor, rem, unplaced = self.floor, self.rem, self.unplaced
-        a, b, real = self.a, self.b, self.real
-        p0, p1 = self.first_a[clo], self.first_a[chi]
-        cap_pad = self.cap_pad
-        orig = floor[clo:chi].copy()
-        work[:] = floor
-        wl = work[clo:chi]
-        idx = self.idx_a[2 * p0:2 * p1]
-        live_m = self.live_mat[clo:chi, p0:p1]
-        un_c = self.un_a[p0:p1]
-        # Unallocated floors: no unplaced buffer can start in a section below the lowest
-        # offset any buffer live there may take (the highest floor under it); to a fixpoint.
-        while True:
-            lb = np.where(un_c, np.maximum.reduceat(work, idx)[::2], big)
-            lbmin = np.where(live_m, lb, big).min(axis=1)
-            if (lbmin <= wl).all():
-                break
-            np.maximum(wl, lbmin, out=wl)
-        # Spatial inference: what is still to be placed in a section fits above its floor.
-        slack = cap_pad - wl - rem[clo:chi]
-        if (slack < 0).any():
-            return None
-        key = hashlib.blake2b(
-            clo.to_bytes(4, "little") + chi.to_bytes(4, "little") + wl.tobytes()
-            + np.packbits(un_c).tobytes(), digest_size=16).digest()
-        if key in self.failed:
-            return None
-        m = int(wl.min())
-        lowest = np.flatnonzero(wl == m)
-        size_c = self.size_by_a[p0:p1]
-        if len(lowest) > 1:
-            # The lowest section with the fewest choices, then the least slack.
-            count = live_m[lowest][:, un_c & (lb == m)].sum(axis=1)
-            count += slack[lowest] >= int(size_c[un_c].min())
-            s = clo + int(lowest[int(np.lexsort((slack[lowest], count))[0])])
-        else:
-            s = clo + int(lowest[0])
-        cands = self.orders[self.strategy][s]
-        cu = cands[unplaced[cands]]
-        pu = self.pos_a_np[cu] - p0
-        flat = lb[pu] == m
-        fit = cu[flat]
-        choices: list[int] = fit[~unplaced[self.prev[fit]]].tolist()
-        if self.check_real:
-            choices = [u for u in choices if m + real[u] <= self.cap]
-        _, slack_first, fill_first = _STRATEGIES[self.strategy]
-        if slack_first and len(choices) > 1:
-            choices.sort(key=lambda u: int(slack[a[u] - clo:b[u] - clo].min()))
-        if fill_first and len(choices) > 1:
-            choices.sort(key=self._filling(wl, lowest.tolist(), s - clo, m, clo))
-        # If no buffer starts at m in s, the lowest one there rests on its floors or on an
-        # unplaced buffer that overlaps it but is not live in s: raise s to that.
-        h = int(big)
-        if not flat.all():
-            h = int(lb[pu[~flat]].min())
-        if len(fit):
-            lo_t = min(a[u] for u in fit.tolist())
-            hi_t = max(b[u] for u in fit.tolist())
-            under = (un_c & ~self.live_mat[s, p0:p1] & (self.a_by_a[p0:p1] < hi_t)
-                     & (self.b_by_a[p0:p1] > lo_t))
-            if under.any():
-                h = min(h, int((np.maximum(lb[under], m) + size_c[under]).min()))
-        if h + int(rem[s]) <= cap_pad:
-            choices.append(-1)
-        return _Frame(key, choices, m, s, h, clo, chi, orig, wl.copy())
 
 
 @dataclass
@@ -639,8 +437,22 @@ def _status(top: int, lower_bound: int, capacity: int | None) -> Status:
     return "best-found" if capacity is None else "fits"
 
 
+@dataclass(frozen=True)
+class Progress:
+    """Where a running :func:`solve` stands: wall ``seconds`` so far, search ``nodes``,
+    the best ``height`` found (greedy's at first), the proven ``lower_bound`` and the
+    ``target`` height being searched for."""
+
+    seconds: float
+    nodes: int
+    height: int
+    lower_bound: int
+    target: int
+
+
 def solve(buffers: Sequence[Buffer], capacity: int | None = None, time_limit: float = 30.0,
-          alignment: int = 1, method: Method = "search") -> Solution:
+          alignment: int = 1, method: Method = "search",
+          progress: Callable[[Progress], None] | None = None) -> Solution:
     """Place ``buffers`` (offsets ignored) exactly, within ``time_limit`` seconds.
 
     With ``capacity``: a placement whose every ``offset + size`` is at most ``capacity``
@@ -657,6 +469,10 @@ def solve(buffers: Sequence[Buffer], capacity: int | None = None, time_limit: fl
     never below ``lower_bound``. ``method="cp-sat"`` uses OR-tools instead of the search
     (raises :class:`GraphError` when ``ortools`` is not installed). Raises
     :class:`GraphError` for a bad buffer, capacity, time limit or alignment.
+
+    ``progress`` is called every few thousand search nodes with a :class:`Progress`.
+    Ctrl-C (``KeyboardInterrupt``) during the search ends it: the best placement so far is
+    returned, with ``interrupted`` set.
     """
     start = time.monotonic()
     deadline = start + time_limit
@@ -669,11 +485,12 @@ def solve(buffers: Sequence[Buffer], capacity: int | None = None, time_limit: fl
         raise GraphError(f"unknown method {method!r}", fix="use 'search' or 'cp-sat'")
 
     def result(placed: Sequence[Buffer], lower_bound: int, nodes: int,
-               infeasible: bool = False) -> Solution:
+               infeasible: bool = False, interrupted: bool = False) -> Solution:
         top = height(placed)
         lower_bound = min(max(lower_bound, bound), top)
         return Solution(tuple(placed), top, lower_bound, _status(top, lower_bound, capacity),
-                        time.monotonic() - start, capacity, nodes, infeasible, "search")
+                        time.monotonic() - start, capacity, nodes, infeasible, "search",
+                        interrupted)
 
     greedy_height = height(greedy)
     if capacity is not None and (greedy_height <= capacity or bound > capacity):
@@ -685,13 +502,37 @@ def solve(buffers: Sequence[Buffer], capacity: int | None = None, time_limit: fl
         return result(greedy, bound, 0)
     lo = _round_up(bound, planner.step)
     lo = max([lo, planner.fixed_top] + [g.proven for g in planner.groups])
+    state: dict[str, Any] = {"best": greedy, "hi": greedy_height, "lo": lo,
+                             "target": capacity or lo}
+
+    def hook(_nodes: int) -> None:
+        if progress is not None:
+            progress(Progress(time.monotonic() - start, planner.nodes, int(state["hi"]),
+                              int(state["lo"]), int(state["target"])))
+
+    for g in planner.groups:
+        g.search.hook = hook
+    try:
+        return _probe_all(planner, capacity, deadline, state, result)
+    except KeyboardInterrupt:
+        best = state["best"]
+        assert isinstance(best, list)
+        return result(best, int(state["lo"]), planner.nodes, interrupted=True)
+
+
+def _probe_all(planner: _Planner, capacity: int | None, deadline: float,
+               state: dict[str, Any], result: Callable[..., Solution]) -> Solution:
+    """The search part of :func:`solve`; ``state`` holds the best placement, its height,
+    the proven bound and the current target as they improve (for progress and Ctrl-C)."""
+    lo, greedy = state["lo"], state["best"]
+    assert isinstance(lo, int) and isinstance(greedy, list)
     if capacity is not None:
         outcome = planner.probe(capacity, deadline)
         if outcome == "found":
             return result(planner.placement(), lo, planner.nodes)
         proven = max([lo] + [g.proven for g in planner.groups])
         return result(greedy, proven, planner.nodes, infeasible=outcome == "infeasible")
-    best, hi = greedy, greedy_height
+    best, hi = greedy, height(greedy)
     hard = lo - 1  # the highest target whose probe ran out of time
     while lo < hi:
         now = time.monotonic()
@@ -700,6 +541,7 @@ def solve(buffers: Sequence[Buffer], capacity: int | None = None, time_limit: fl
         target = lo if hard < lo else (max(hard, lo) + hi) // 2 // planner.step * planner.step
         if target >= hi or target <= hard:
             break
+        state["target"] = target
         # The bound itself first, briefly (it is often reached); then halve the interval
         # between the highest target that ran out of time and the best height.
         share = 0.2 if target == lo and hard < lo else 1 / 3
@@ -707,9 +549,11 @@ def solve(buffers: Sequence[Buffer], capacity: int | None = None, time_limit: fl
         if outcome == "found":
             best = planner.placement()
             hi = height(best)
+            state["best"], state["hi"] = best, hi
         elif outcome == "infeasible":
             lo = max([target + 1] + [g.proven for g in planner.groups])
             lo = _round_up(lo, planner.step)
+            state["lo"] = lo
         else:
             hard = target
     return result(best, lo, planner.nodes)

@@ -25,6 +25,10 @@ from pathlib import Path
 
 from graphc.errors import GraphError
 
+LIMIT = 1 << 62
+"""Every integer in an interval file, and the sum of the sizes, must be below this (the
+solvers compute in 64-bit integers; a height is at most the sum of the sizes)."""
+
 COLUMNS: tuple[str, ...] = ("id", "lower", "upper", "size")
 """The columns every interval file must have; ``offset`` is optional."""
 
@@ -75,10 +79,15 @@ class _Where:
 
     def integer(self, text: str, column: str) -> int:
         try:
-            return int(text.strip())
+            value = int(text.strip())
         except ValueError:
             raise self.error(f"column {column!r} is {text!r}, not an integer",
                              fix="every field but the id must be a base-10 integer") from None
+        if not -LIMIT < value < LIMIT:
+            raise self.error(f"column {column!r} is {value}, too large for 64-bit arithmetic",
+                             fix=f"every integer must be below 2**62 = {LIMIT} in magnitude "
+                                 "(scale sizes to a coarser unit)")
+        return value
 
     def ident(self, text: str) -> BufferId:
         """The id field (a comma-free piece of one line): any non-empty text, surrounding
@@ -100,15 +109,25 @@ def read_intervals(path: str | Path) -> list[Buffer]:
 
     Returns the buffers in file order; ``offset`` is ``None`` when the column is absent or
     the field is empty. Raises :class:`GraphError` with ``file`` and ``line`` set for an
-    empty file, a missing column, a row with too few fields, a non-integer, a negative
-    size or offset, ``upper <= lower``, an empty id and a duplicate id. An id is kept as
-    written (see :data:`BufferId`).
+    empty file, bytes that are not UTF-8, a missing column, a row with too few fields, a
+    non-integer, an integer (or a sum of sizes) of 2**62 or more, a negative size or
+    offset, ``upper <= lower``, an empty id and a duplicate id. An id is kept as written
+    (see :data:`BufferId`).
     """
     source = str(path)
     try:
-        text = Path(path).read_text()
+        data = Path(path).read_bytes()
     except OSError as e:
         raise GraphError(f"cannot read {source}: {e.strerror or e}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise GraphError(f"byte {data[e.start]:#04x} is not UTF-8 text",
+                         fix="an interval file is UTF-8 (or ASCII) CSV text",
+                         file=source, line=line, col=e.start - data.rfind(b"\n", 0, e.start),
+                         source_line=data.split(b"\n")[line - 1].decode("utf-8", "replace")
+                         ) from None
     return parse_intervals(text, source)
 
 
@@ -137,6 +156,7 @@ def parse_intervals(text: str, source: str = "<text>") -> list[Buffer]:
     index = {name: names.index(name) for name in (*COLUMNS, "offset") if name in names}
     buffers: list[Buffer] = []
     seen: dict[str, int] = {}  # an id's text -> the line it is first on
+    total = 0
     for lineno, row in numbered[1:]:
         loc = where(lineno)
         if len(row) < len(header):
@@ -159,6 +179,11 @@ def parse_intervals(text: str, source: str = "<text>") -> list[Buffer]:
             raise loc.error(f"duplicate id {ident} (first on line {seen[str(ident)]})",
                             fix="ids are compared as written: give every buffer its own")
         seen[str(ident)] = lineno
+        total += size
+        if total >= LIMIT:
+            raise loc.error(f"the sizes add up to {total}, too large for 64-bit arithmetic",
+                            fix=f"the sum of the sizes must be below 2**62 = {LIMIT} "
+                                "(scale sizes to a coarser unit)")
         buffers.append(Buffer(ident, lower, upper, size, offset))
     return buffers
 

@@ -30,6 +30,16 @@ class PassError(GraphError):
         super().__init__(f"pass '{pass_name}' ({position} of {total}): {message}", fix=fix)
 
 
+def fingerprint(g: Graph) -> tuple[object, ...]:
+    """What identifies ``g``'s contents: its nodes (by identity: tensors are immutable),
+    outputs with their rows, and state updates. Equal before and after a pass unless the
+    pass changed its input."""
+    outputs = g.outputs
+    return (g.name, tuple(map(id, g.node_view)),
+            tuple((n, id(t), g.output_rows(n)) for n, t in outputs.items()),
+            tuple((id(s), id(v)) for s, v in g.assigns.items()))
+
+
 def parse_pipeline(text: str) -> list[Pass]:
     """Parse ``"dce,dead-outputs{reads=logits[-1]},cse"`` into pass objects.
 
@@ -90,8 +100,8 @@ class PassManager:
     ``pipeline``: text or pass objects. ``print_ir_before`` / ``print_ir_after``: pass
     names, or ``"all"``, whose IR is printed to ``out``. ``time_passes`` records
     ``timings`` (name, seconds). ``stop_after``: the name of the last pass to run. An
-    exception in a pass, or an invalid result, raises :class:`PassError` naming the pass
-    and its position.
+    exception in a pass, an invalid result, or (with ``verify_each``) a pass that changed
+    its input graph raises :class:`PassError` naming the pass and its position.
     """
 
     pipeline: str | Sequence[Pass]
@@ -125,6 +135,7 @@ class PassManager:
             if self._wants(self.print_ir_before, p.name):
                 print(f"// ----- IR before {p.spec()} ({k} of {total})", file=self.out)
                 print(to_text(g), end="", file=self.out)
+            before = fingerprint(g) if self.verify_each else None
             t0 = time.perf_counter()
             try:
                 with gc_paused():
@@ -149,6 +160,11 @@ class PassManager:
                     raise PassError(f"produced an invalid graph: {e.message}",
                                     pass_name=p.name, position=k, total=total,
                                     fix=e.ir_line and f"at {e.ir_line}") from e
+            if before is not None and fingerprint(g) != before:
+                raise PassError("changed its input graph (a pass returns a new graph and "
+                                "leaves its input as it was)", pass_name=p.name, position=k,
+                                total=total, fix="build the result with Rebuilder(g) or "
+                                "g.clone() and change that")
             self.timings.append((p.name, elapsed))
             if self._wants(self.print_ir_after, p.name):
                 print(f"// ----- IR after {p.spec()} ({k} of {total})", file=self.out)

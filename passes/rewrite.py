@@ -228,6 +228,21 @@ PatternFn = Callable[[Tensor, Rebuilder], "Tensor | None"]
 DEFAULT_MAX_ITERATIONS = 32
 """How many sweeps (and rewrites of one node in a row) :func:`apply_patterns` allows."""
 
+_OBSERVERS: list[Counter[str]] = []
+
+
+@contextmanager
+def observe_patterns() -> Iterator[Counter[str]]:
+    """Count, while the block runs, how often each pattern fired in every
+    :func:`apply_patterns` call (pattern label -> rewrites): what ``graphc fuzz`` reports
+    as a pass's coverage."""
+    fired: Counter[str] = Counter()
+    _OBSERVERS.append(fired)
+    try:
+        yield fired
+    finally:
+        _OBSERVERS.remove(fired)
+
 
 class RewriteError(RuntimeError):
     """A pattern set misbehaved: it did not converge, or a pattern returned something
@@ -482,6 +497,8 @@ def apply_patterns(g: Graph, patterns: Iterable[RewritePattern], *,
             f"patterns did not converge in {max_iterations} sweeps; still firing in the "
             "last one: " + ", ".join(f"{name!r} ({n}x)" for name, n in last),
             pattern=last[0][0] if last else None)
+    for observer in _OBSERVERS:
+        observer.update(fired)
     if dce:
         _drop_dead(current)
     if verify:

@@ -3,6 +3,7 @@ including that it finds a planted bug and writes the shrunk graph."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 
 import graphc as gc
 from graphc.cli import main
-from graphc.testing.fuzz import run_fuzz
+from graphc.testing.fuzz import replay, run_fuzz
 from graphc.testing.oracles import assert_equivalent, assert_pass_preserves
 from graphc.testing.strategies import graphs, plans, reads_for
 
@@ -97,9 +98,15 @@ def test_fuzz_finds_the_planted_bug(tmp_path: Path) -> None:
     report = run_fuzz(examples=300, seed=1, pipeline="test-swap-add-sub",
                       backends=("reference",), out_dir=str(tmp_path))
     assert report.failed and report.mismatches == 1
+    assert report.examples == report.first_failure_examples, "shrink steps counted apart"
     (path,) = report.files
+    assert Path(path).name.startswith("test-swap-add-sub-seed1-")
     text = Path(path).read_text()
     assert text.startswith("// graphc fuzz: mismatch")
+    case = json.loads(next(ln for ln in text.splitlines() if ln.startswith("// case: "))[9:])
+    assert case["pipeline"] == "test-swap-add-sub" and case["seed"] == 1
+    assert case["backends"] == ["reference"] and case["reads"]
+    assert replay(path) is not None and replay(path).startswith("mismatch")
     g = gc.parse_text(text)  # the comments are skipped: it pastes into a golden test
     assert any(t.op == "add" for t in g.nodes)
     assert len([t for t in g.nodes if not t.is_leaf]) <= 3, "shrunk to a few nodes"
@@ -112,7 +119,11 @@ def test_fuzz_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["fuzz", "--examples", "300", "--backends", "reference", "--pipeline",
                  "test-swap-add-sub", "--out-dir", str(tmp_path)]) == 1
     out = capsys.readouterr().out
-    assert "FAILED: mismatch" in out and "shrunk graph written to" in out
+    assert "FAILED: mismatch" in out and "graphc fuzz --replay" in out
+    assert out.count("graph @gen {") == 1, "the shrunk graph is printed once"
+    (path,) = tmp_path.iterdir()
+    assert main(["fuzz", "--replay", str(path)]) == 1
+    assert "FAILED: mismatch" in capsys.readouterr().out
     assert main(["fuzz", "--backends", "tpu"]) == 2
     assert main(["fuzz", "--examples", "1000000", "--time-limit", "0.5", "--backends",
                  "reference"]) == 0

@@ -1,4 +1,6 @@
-"""Random data for a graph's leaves: finite floats, in-range distinct indices."""
+"""Random data for a graph's leaves: finite floats, in-range distinct indices; and domain
+data (:func:`domain_feeds`): zeros, signs, tiny magnitudes and ties, the values that
+expose a rewrite valid only for some inputs."""
 
 from __future__ import annotations
 
@@ -65,3 +67,34 @@ def random_feeds(g: Graph, seed: int = 0) -> tuple[dict[str, Any], dict[str, Any
     params = {n: random_array(t, rng) for n, t in g.params.items()}
     states = {n: random_array(t, rng) for n, t in g.states.items()}
     return inputs, params, states
+
+
+DOMAIN_VALUES = (-2.0, -1.0, -0.5, -1e-3, -0.0, 0.0, 0.0, 1e-3, 0.5, 1.0, 2.0)
+"""What :func:`domain_feeds` draws floats from: exact zeros (of both signs), negatives,
+tiny magnitudes and few distinct values, so maxima and argmaxes tie. Bounded by 2 like
+:func:`random_array`, so the generator's magnitude bounds still hold."""
+
+
+def domain_feeds(g: Graph, seed: int = 0) -> tuple[dict[str, Any], dict[str, Any],
+                                                    dict[str, Any]]:
+    """Like :func:`random_feeds`, but every float leaf is drawn from
+    :data:`DOMAIN_VALUES`: zeros for ``div`` and ``log``, negatives for ``log`` and
+    ``sqrt``, ties for ``max`` and ``argmax``, tiny values next to ones. Indices as in
+    :func:`random_feeds`."""
+    rng = np.random.default_rng(seed)
+    bounds = index_bounds(g)
+    values = np.array(DOMAIN_VALUES)
+
+    def draw(t: Tensor, bound: int | None = None) -> np.ndarray:
+        if t.dtype in ("f32", "f16", "bf16"):
+            return rng.choice(values, size=t.shape).astype(to_numpy(t.dtype))
+        return random_array(t, rng, bound)
+
+    inputs = {n: draw(t, bounds.get(n)) for n, t in g.inputs.items()}
+    params = {n: draw(t) for n, t in g.params.items()}
+    states = {n: draw(t) for n, t in g.states.items()}
+    return inputs, params, states
+
+
+FEEDS = {"uniform": random_feeds, "domain": domain_feeds}
+"""Data kinds by name (what a fuzz failure file records as ``data``)."""

@@ -80,10 +80,12 @@ class Judgement:
         return f"{self.outcome}: static: {static}\n  sanitizer: {dynamic}"
 
 
-def reference_runs(g: Graph, feeds: Feeds, runs: int = 2) -> Truth:
-    """(outputs, states) after each of ``runs`` runs of ``g`` on the reference backend."""
+def reference_runs(g: Graph, feeds: Feeds, runs: int = 2, reads: Any = None) -> Truth:
+    """(outputs, states) after each of ``runs`` runs of ``g`` on the reference backend;
+    the outputs (and rows) ``reads`` reads, as :func:`graphc.compile` takes it (None: what
+    the IR says)."""
     inputs, params, states = feeds
-    exe = gc.compile(g, params=params, states=states)
+    exe = gc.compile(g, params=params, states=states, reads=reads)
     out: Truth = []
     for _ in range(runs):
         outputs = exe.run(inputs)

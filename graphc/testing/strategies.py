@@ -23,12 +23,13 @@ strategy and order (to edit one, see :func:`graphc.testing.mutations.mutate_plan
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
 
+from graphc.errors import GraphError
 from graphc.graph import Graph
 from graphc.ops import OP_TABLE
 from graphc.passes.memory import STRATEGIES, plan_memory
@@ -180,6 +181,21 @@ def _bound(t: Tensor, mag: Mapping[Tensor, float], low: Mapping[Tensor, float]
     return math.inf, None
 
 
+def aim_families(ops: Iterable[str]) -> dict[str, str]:
+    """op -> the family that builds it, for each op ``graphs(ops=...)`` may aim at: every
+    non-leaf op of the op table whose family every backend runs (ValueError otherwise,
+    naming the ops that can be aimed at)."""
+    out: dict[str, str] = {}
+    for op in ops:
+        d = OP_TABLE.get(op)
+        if d is None or d.family not in ALL_FAMILIES:
+            can = sorted(n for n, o in OP_TABLE.items() if o.family in ALL_FAMILIES)
+            raise ValueError(f"cannot aim at op {op!r}; ops that can be aimed at: "
+                             f"{', '.join(can)}")
+        out[op] = d.family
+    return out
+
+
 def _float_pool(pool: list[Tensor], min_rank: int = 1) -> list[Tensor]:
     return [t for t in pool if t.dtype == "f32" and t.ndim >= min_rank]
 
@@ -223,6 +239,11 @@ class _Builder:
         # index input -> (tightest bound of its uses or None, used by a set_rows)
         self.index_uses: dict[Tensor, tuple[int | None, bool]] = {}
         self.states: list[Tensor] = []
+        # aimed generation (see graphs(ops=...)): the ops aimed at, the ones a focus step
+        # may draw now, and the tensor a chain of focus steps continues from
+        self.aimed = False
+        self.only: frozenset[str] = frozenset()
+        self.chain_to: Tensor | None = None
 
     # ------------------------------------------------------------------ bookkeeping
     def sync(self) -> None:
@@ -250,7 +271,20 @@ class _Builder:
         return t
 
     def pick(self, cands: Sequence[Tensor]) -> Tensor:
+        if self.chain_to is not None and self.chain_to in cands and self.draw(st.booleans()):
+            return self.chain_to  # a chain of the op aimed at: its operand is the last one
         return self.draw(st.sampled_from(list(cands)))
+
+    def op_of(self, family: str) -> str:
+        """An op of ``family``: one of the ops aimed at during a focus step, else any."""
+        ops = family_ops(family)
+        aimed = [o for o in ops if o in self.only]
+        return self.draw(st.sampled_from(aimed or list(ops)))
+
+    def edgy(self) -> bool:
+        """In aimed generation, whether to take the case rewrites get wrong (a repeated
+        operand, a square matrix, a negative axis, an unguarded domain); never otherwise."""
+        return self.aimed and self.draw(st.booleans())
 
     def flag(self) -> bool:
         """A drawn ``inplace`` flag when in-place nodes were asked for, else False."""
@@ -290,16 +324,25 @@ class _Builder:
     # ------------------------------------------------------------------ families
     def unary(self) -> Tensor:
         x = self.pick(self.floats())
-        op = self.draw(st.sampled_from(family_ops("unary")))
+        op = self.op_of("unary")
         return self.g.apply(op, (x,), {"inplace": self.flag()})
 
     def binary(self) -> Tensor:
         a = self.pick(self.floats())
-        b = self.pick([t for t in self.floats() if t.shape == a.shape])
+        if self.only & set(family_ops("binary")) and self.edgy():  # an identity-like
+            c = self.g.full(a.shape if self.draw(st.booleans()) else (1,) * a.ndim,  # constant
+                            self.draw(st.sampled_from([0.0, 1.0, 0.0, 1.0, -1.0, 2.0])))
+            self.sync()
+            pair = (c, a) if self.draw(st.booleans()) else (a, c)
+            return self.g.apply(self.op_of("binary"), pair, {})
+        same = self.edgy() or (bool(self.only) and self.edgy())  # x op x: often when aimed
+        b = a if same else self.pick([t for t in self.floats() if t.shape == a.shape])
         if self.draw(st.booleans()) and b.ndim >= 2:
             b = self.g.slice(b, 0, 0, 1)  # a broadcast partner: one row
+            if self.edgy():
+                a, b = b, a  # the broadcast operand first
         flag = b.shape == a.shape and self.flag()
-        op = self.draw(st.sampled_from(family_ops("binary")))
+        op = self.op_of("binary")
         return self.g.apply(op, (a, b), {"inplace": flag})
 
     def scale(self) -> Tensor:
@@ -308,7 +351,7 @@ class _Builder:
 
     def rowwise(self) -> Tensor:
         x = self.pick(self.floats(1))
-        op = self.draw(st.sampled_from(family_ops("rowwise")))
+        op = self.op_of("rowwise")
         attrs: dict[str, Any] = {"inplace": self.flag()}
         if op == "softmax":
             attrs["axis"] = self.draw(st.sampled_from([-1, *range(x.ndim - 1)]))
@@ -316,17 +359,23 @@ class _Builder:
 
     def matmul(self) -> Tensor:
         a = self.pick(self.floats(2))
-        return self.g.matmul(a, self.leaf("param", (a.shape[-1], self.dim())))
+        k = a.shape[-1]
+        if self.edgy():  # a square matrix (from the pool when one fits)
+            sq = [t for t in self.floats(2) if t.ndim == 2 and t.shape == (k, k)]
+            reuse: bool = self.draw(st.booleans())
+            return self.g.matmul(a, self.pick(sq) if sq and reuse else self.leaf("param", (k, k)))
+        return self.g.matmul(a, self.leaf("param", (k, self.dim())))
 
     def reduce(self) -> Tensor:
         x = self.pick(self.floats(1))
-        axis = self.draw(st.integers(0, x.ndim - 1))
-        return self.g.apply(self.draw(st.sampled_from(family_ops("reduce"))), (x,),
+        axis = self.draw(st.integers(-x.ndim if self.aimed else 0, x.ndim - 1))
+        return self.g.apply(self.op_of("reduce"), (x,),
                             {"axis": axis, "keepdims": self.draw(st.booleans())})
 
     def argmax(self) -> Tensor:
         x = self.pick(self.floats(1))
-        return self.g.argmax(x, self.draw(st.integers(0, x.ndim - 1)), self.draw(st.booleans()))
+        return self.g.argmax(x, self.draw(st.integers(-x.ndim if self.aimed else 0,
+                                                      x.ndim - 1)), self.draw(st.booleans()))
 
     def compare(self) -> Tensor:
         """``equal(a, b)`` of two f32 tensors of one shape; half the time b is
@@ -336,17 +385,23 @@ class _Builder:
         b = self.pick([t for t in self.floats() if t.shape == a.shape])
         if self.draw(st.booleans()):
             b = self.g.maximum(a, b)
-        eq = self.g.apply(self.draw(st.sampled_from(family_ops("compare"))), (a, b), {})
+        eq = self.g.apply(self.op_of("compare"), (a, b), {})
         return self.g.cast(eq, "f32") if self.draw(st.booleans()) else eq
 
     def view_step(self, x: Tensor) -> Tensor:
         """One view of ``x``: a transpose (any permutation of its axes), a reshape or a slice."""
         # as_strided takes half of the slices' share, so transposes keep theirs
-        kind = self.draw(st.sampled_from([k for k in family_ops("view") if k != "as_strided"]))
-        if kind == "slice" and "as_strided" in family_ops("view") and self.draw(st.booleans()):
+        kinds = [k for k in family_ops("view") if k != "as_strided"]
+        if self.only & set(family_ops("view")):
+            kinds = [k for k in family_ops("view") if k in self.only]
+        kind = self.draw(st.sampled_from(kinds))
+        if kind == "slice" and "as_strided" in family_ops("view") and (
+                not self.only or "as_strided" in self.only) and self.draw(st.booleans()):
             kind = "as_strided"
         if kind == "transpose" and x.ndim >= 2:
             perm = self.draw(st.permutations(list(range(x.ndim))))
+            if self.aimed and perm == sorted(perm):  # aimed: never the identity
+                perm = [*perm[1:], perm[0]]
             return self.g.transpose(x, perm)
         if kind == "reshape":
             return self.g.reshape(x, self.draw(st.sampled_from(
@@ -438,15 +493,24 @@ class _Builder:
         return self.g.add(self.g.sigmoid(x), self.g.full(x.shape, 1.0))
 
     def transcendental(self) -> Tensor:
-        op = self.draw(st.sampled_from(family_ops("transcendental")))
+        op = self.op_of("transcendental")
         if op == "exp":
             return self.g.exp(self.pick(self.floats(0, EXP_MAX)), inplace=self.flag())
+        if op in self.only and (self.chain_to is not None or self.edgy()):  # outside the
+            # domain (over a chain's last value, or any): log(-x) is nan, as it
+            return self.g.apply(op, (self.pick(self.floats()),), {})  # is before a pass
         y = self.positive(self.pick(self.floats()), POS_MIN)
         self.sync()
         return self.g.apply(op, (y,), {"inplace": self.flag()})
 
     def div(self) -> Tensor:
         a = self.pick(self.floats())
+        if "div" in self.only and self.edgy():  # any denominator (zeros under domain data)
+            if self.draw(st.booleans()):  # or a constant one
+                c = self.g.full((1,) * a.ndim, self.draw(st.sampled_from([1.0, 0.5, 2.0, -1.0])))
+                self.sync()
+                return self.g.div(a, c)
+            return self.g.div(a, self.pick([t for t in self.floats() if t.shape == a.shape]))
         b = self.positive(a, DIV_MIN)
         self.sync()
         return self.g.div(a, b, inplace=self.flag())
@@ -468,7 +532,13 @@ class _Builder:
         if not self.draw(st.booleans()):
             return c
         self.sync()
-        return self.g.apply(self.draw(st.sampled_from(family_ops("binary"))), (x, c), {})
+        op = self.op_of("binary")
+        if self.edgy():  # the constant first (0 - x, 1 * x), or broadcast over a row of x
+            if x.ndim >= 2 and self.draw(st.booleans()):
+                x = self.g.slice(x, 0, 0, 1)
+                self.sync()
+            return self.g.apply(op, (c, x), {})
+        return self.g.apply(op, (x, c), {})
 
     def copy(self) -> Tensor:
         return self.g.copy(self.pick(self.floats()))
@@ -500,6 +570,40 @@ class _Builder:
         q = self.pick(qs) if qs and not self.fresh() else self.leaf("input", (self.dim(3), h, d))
         pos = self.index(q.shape[0], tk, scatter=False)
         return self.g.attention(q, k, v, pos, causal=not self.draw(st.booleans()))
+
+    def twin(self) -> Tensor | None:
+        """A node like an earlier one: the same op over the same operands, with the same
+        attributes (a duplicate CSE merges) or one redrawn (one it must not merge), never
+        in place."""
+        cands = [t for t in self.made if (t.op in OP_TABLE and not OP_TABLE[t.op].is_view)
+                 or t.op in ("transpose", "slice")]
+        cands = [t for t in cands if t.op not in ("state", "full", "const")]
+        if not cands:
+            return None
+        t = self.pick(cands)
+        attrs = {k: v for k, v in t.attrs.items() if k != "inplace"}
+        redraw: bool = self.draw(st.booleans())
+        if attrs and redraw:
+            key = self.draw(st.sampled_from(sorted(attrs)))
+            v = attrs[key]
+            if key == "perm":
+                attrs[key] = self.draw(st.permutations(list(v)))
+            elif key == "axis":
+                attrs[key] = self.draw(st.integers(0, max(0, t.inputs[0].ndim - 1)))
+            elif isinstance(v, bool):
+                attrs[key] = not v
+            elif key == "s":
+                attrs[key] = self.draw(st.sampled_from([0.5, 2.0, -1.0]))
+        try:
+            twin = self.g.apply(t.op, t.inputs, attrs)
+        except GraphError:
+            twin = self.g.apply(t.op, t.inputs, {k: v for k, v in t.attrs.items()
+                                                 if k != "inplace"})
+        self.sync()
+        if (twin.shape, twin.dtype) == (t.shape, t.dtype) == (t.shape, "f32") and \
+                self.mag[t] <= TAME and self.mag[twin] <= TAME and self.draw(st.booleans()):
+            return self.g.sub(t, twin)  # both read, so both stay live
+        return twin
 
     # ------------------------------------------------------------------ states
     def make_states(self, n: int) -> None:
@@ -560,7 +664,7 @@ class _Builder:
             want = (n, *s.shape[1:])
             srcs = [t for t in self.floats(1, STATE_MAG) if t.shape == want]
             src = self.pick(srcs) if srcs and not self.fresh() else self.leaf("input", want)
-            upd = g.set_rows(s, idx, src, inplace=self.draw(st.booleans()))
+            upd = g.set_rows(s, idx, src, inplace=self.flag())
             g.assign(s, upd)
             self.sync()
             follow = self.draw(st.sampled_from(["none", "read-old", "read-new", "attend"]))
@@ -591,10 +695,10 @@ class _Builder:
         if kind == "roll" and s.shape[0] >= 2:
             value = g.concat([g.slice(s, 0, 1, s.shape[0]), g.slice(s, 0, 0, 1)], axis=0)
         elif kind == "scale":
-            value = g.scale(s, 0.5, inplace=self.draw(st.booleans()))
+            value = g.scale(s, 0.5, inplace=self.flag())
         else:
             op = "tanh" if kind == "tanh" else "neg"
-            value = g.apply(op, (s,), {"inplace": self.draw(st.booleans())})
+            value = g.apply(op, (s,), {"inplace": self.flag()})
         g.assign(s, value)
         return value
 
@@ -611,6 +715,9 @@ def graphs(
     *,
     states: bool = False,
     max_states: int = 3,
+    ops: Sequence[str] = (),
+    rows: bool = False,
+    twins: bool = False,
 ) -> Graph:
     """A valid graph built in up to ``max_nodes`` steps, each drawn from ``families``
     (names of :data:`FAMILY_OPS`; :data:`ALL_FAMILIES` draws every op) and adding one to a
@@ -623,19 +730,39 @@ def graphs(
     the pool lacks. With ``inplace=True`` nodes of in-place ops sometimes carry
     ``inplace=True``. With ``states=True`` the graph has one to ``max_states`` states and
     some steps are state patterns (see ``_Builder.state``; their set_rows / unary in-place
-    flags are always drawn); each state is assigned at most once, some never, and some
-    states are marked outputs themselves; half the graphs end with a view of a state (an
-    assigned one when the draw allows, after a last state pattern when no state is
+    flags drawn only with ``inplace=True``); each state is assigned at most once, some
+    never, and some states are marked outputs themselves; half the graphs end with a
+    view of a state (an assigned one when the draw allows, after a last state pattern
+    when no state is
     assigned yet), which :func:`reads_for` may read as a tap. At least one node is an
     output. Every value is finite under :func:`graphc.testing.data.random_feeds` over any
     number of runs.
+
+    ``ops`` aims the graph at those ops (say, the ops a pass's rewrite patterns are
+    registered on; see :func:`aim_families`): about half the steps are *focus* steps that
+    build one of them, over operands any family made, sometimes in a chain (the op over
+    its own result), with the shapes and attributes rewrites get wrong: square and size-1
+    dimensions, a repeated operand, a constant first or broadcast, a square matmul
+    operand, never an identity transpose, negative axes, and (for ``log``, ``sqrt``,
+    ``rsqrt`` and ``div`` aimed at) operands outside the domain, whose nan and inf the
+    reference computes too. With ``rows`` some outputs record the rows read in the IR
+    (``set_output(t, name, rows=...)``). With ``twins`` some steps repeat an earlier
+    node's op over its operands, with its attributes or one redrawn (what CSE-like passes
+    merge, or must not).
     """
     unknown = [f for f in families if f not in FAMILY_OPS]
     if unknown:
         raise ValueError(f"unknown families {unknown}; known: {list(FAMILY_OPS)}")
+    focus = aim_families(ops)
     b = _Builder(draw, max(2, min(max_rank, 4)), max_dim, inplace)
+    b.aimed = bool(focus)
     rank = draw(st.integers(2, b.max_rank))
-    base = tuple(b.dim() for _ in range(rank))
+    if b.aimed and draw(st.booleans()):  # square, with a size-1 axis, or repeated
+        n = b.dim()
+        base = draw(st.sampled_from([(n,) * rank, (1, *(n,) * (rank - 1)),
+                                     (*(n,) * (rank - 1), 1)]))
+    else:
+        base = tuple(b.dim() for _ in range(rank))
     for i in range(draw(st.integers(1, 3))):
         b.leaf("input", base if i == 0 or draw(st.booleans()) else tuple(
             b.dim() for _ in range(rank)))
@@ -644,12 +771,25 @@ def graphs(
     steps: list[str] = list(families)
     if states:
         steps += ["state"] * max(1, len(families) // 3)
+    if twins:
+        steps += ["twin"] * max(1, len(steps) // 4)
+    if focus:
+        steps += ["focus"] * len(steps)
     for k in range(max(1, max_nodes)):
         # "one more step?" drawn before each step after the first, so the shrinker can delete
         # any one step (its flag and draws together); continues with probability 7/8
         if k and not draw(st.integers(0, 7)):
             break
-        fam = draw(st.sampled_from(steps))
+        fam = "focus" if focus and k == 0 else draw(st.sampled_from(steps))
+        if fam == "focus":
+            for _ in range(draw(st.integers(1, 3))):  # 2 or 3: a chain (op over op)
+                op = draw(st.sampled_from(sorted(focus)))
+                b.only = frozenset({op})
+                made = getattr(b, focus[op])()
+                b.sync()
+                b.chain_to = made if isinstance(made, Tensor) else None
+            b.only, b.chain_to = frozenset(), None
+            continue
         getattr(b, fam)()
         b.sync()
     if not b.made:
@@ -658,7 +798,11 @@ def graphs(
     made = b.made
     outs = {made[-1]} | set(draw(st.lists(st.sampled_from(made), max_size=max_outputs - 1)))
     for k, t in enumerate(sorted(outs, key=made.index)):
-        b.g.set_output(t, f"out{k}")
+        sel = None
+        if rows and t.ndim and draw(st.booleans()):
+            sel = draw(st.lists(st.integers(-t.shape[0], t.shape[0] - 1), min_size=1,
+                                max_size=3))
+        b.g.set_output(t, f"out{k}", sel)
     for k, s in enumerate(b.states):
         if draw(st.booleans()):
             b.g.set_output(s, f"state_out{k}")
