@@ -212,7 +212,11 @@ def check_mode(model: str | Path, tokens: Sequence[int], mode: Mode, n_ctx: int 
     try:
         run = capture_llama_isolated(model, tokens, mode, n_ctx=n_ctx)
     except GraphError as e:
-        row.unsupported = str(e).splitlines()[0].removeprefix("error: ")
+        why = str(e).splitlines()[0].removeprefix("error: ")
+        if why.startswith(("capturing the graph failed", "watching the host's reads")):
+            row.error = why  # graphc's own capture failed: not the model's doing
+        else:
+            row.unsupported = why
         row.seconds = time.perf_counter() - t0
         return row
     try:
