@@ -18,7 +18,7 @@ import pytest
 
 pytest.importorskip("llama_cpp")
 
-from graphc.interop.capture import Recorder, capture_cgraph, watch_cgraph
+from graphc.interop.capture import Capture, Recorder, capture_cgraph, watch_cgraph
 from graphc.interop.ggml_abi import TYPE_F32, InitParams, lib, library_paths, mapped_library
 from graphc.interop.ggml_import import check_import, import_capture
 from graphc.interop.llama_check import judge
@@ -84,6 +84,19 @@ class _Ggml:
         out = np.empty(shape, np.float32)
         self.b.ggml_backend_tensor_get(t, out.ctypes.data, 0, out.nbytes)
         return out
+
+    def run_recorded(self, rec: Recorder, sched: int, g: int, out: int,
+                     shape: tuple[int, ...]) -> tuple[np.ndarray, Capture]:
+        """Set the inputs, compute ``g`` through ``sched`` with ``rec`` watching, read
+        ``out`` back as the host does; what was read and the one capture."""
+        for t, a in self.values.items():
+            self.b.ggml_backend_tensor_set(t, a.ctypes.data, 0, a.nbytes)
+        with rec:
+            rec.reset()
+            assert self.b.ggml_backend_sched_graph_compute(sched, g) == 0
+            got = self.get(out, shape)
+            (cap,) = rec.finish("run")
+        return got, cap
 
     def free(self) -> None:
         self.b.ggml_gallocr_free(self.gallocr)
@@ -186,13 +199,7 @@ def test_the_recorder_sees_the_host_get_bytes_the_graph_did_not_leave(
         g = int(b.ggml_new_graph(gg.ctx))
         b.ggml_build_forward_expand(g, norm)
         assert b.ggml_backend_sched_alloc_graph(sched, g)
-        for t, a in gg.values.items():
-            b.ggml_backend_tensor_set(t, a.ctypes.data, 0, a.nbytes)
-        with rec:
-            rec.reset()
-            assert b.ggml_backend_sched_graph_compute(sched, g) == 0
-            got = gg.get(tap, (4, 16))
-            (cap,) = rec.finish("sched")
+        got, cap = gg.run_recorded(rec, sched, g, tap, (4, 16))
     finally:
         b.ggml_backend_sched_free(sched)
     right = np.allclose(got, gg.values[x] + gg.values[y])
@@ -356,13 +363,7 @@ def test_the_recorder_sees_a_node_written_over_an_operand_it_reads(
                 size = int(b.ggml_backend_buffer_get_size(t1.buffer))
                 room = base + size - (t1.data + shift + int(b.ggml_nbytes(p2)))
                 tensor_at(p2).data = t1.data + (shift if room >= 0 else -shift)
-            for t, a in gg.values.items():
-                b.ggml_backend_tensor_set(t, a.ctypes.data, 0, a.nbytes)
-            with rec:
-                rec.reset()
-                assert b.ggml_backend_sched_graph_compute(sched, g) == 0
-                got = gg.get(p2, (4, 64))
-                (cap,) = rec.finish("run")
+            got, cap = gg.run_recorded(rec, sched, g, p2, (4, 64))
             runs.append((float(np.abs(got - want).max()), cap))
     finally:
         b.ggml_backend_sched_free(sched)
