@@ -157,3 +157,15 @@ def test_plugin_profiles_change_graphc_tests_only(tmp_path: Path) -> None:
     bad = _pytest(tmp_path, "--graphc-profile", "nope")
     assert bad.returncode != 0 and "INTERNALERROR" not in bad.stdout + bad.stderr
     assert "no such Hypothesis profile" in bad.stdout + bad.stderr
+
+
+def test_a_pass_without_patterns_is_aimed_at_the_ops_it_is_seen_to_change() -> None:
+    """prune-rows has no rewrite patterns to read: what it changes is observed by running
+    it on broad graphs (it adds get_rows, with constant row indices, before the ops it
+    narrows); dce adds nothing."""
+    from graphc.testing.fuzz import aim_for, probe_ops
+
+    seen = probe_ops("prune-rows", examples=60)
+    assert {"get_rows", "const"} <= set(seen[:3]), seen
+    assert probe_ops("dce", examples=60) == []
+    assert "get_rows" in aim_for("prune-rows")

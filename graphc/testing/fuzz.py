@@ -51,6 +51,7 @@ from hypothesis import strategies as st
 import graphc as gc
 from graphc.fileio import atomic_write_text
 from graphc.graph import Graph
+from graphc.ops import OP_TABLE
 from graphc.passes import PassError, PassManager
 from graphc.passes.manager import fingerprint
 from graphc.passes.memory import STRATEGIES, plan_memory
@@ -211,13 +212,60 @@ def check_example(g: Graph, reads: dict[Any, object], seed: int, pipeline: str,
 def aim_for(pipeline: str, ops: Sequence[str] = (), families: Sequence[str] = (),
             aim: bool = True) -> list[str]:
     """The ops generation is aimed at: ``ops``, the ops of ``families``, and (with
-    ``aim``) the ops the pipeline's rewrite patterns are registered on."""
+    ``aim``) the ops the pipeline's rewrite patterns are registered on -- or, for a
+    pipeline without patterns, the ops it is seen to change (:func:`probe_ops`)."""
     out = list(dict.fromkeys(ops))
     for f in families:
         out += [o for o in family_ops(f) if o not in out]
     if aim and pipeline not in BUILTIN:
-        out += [o for o in pipeline_ops(pipeline) if o not in out]
+        found = pipeline_ops(pipeline) or probe_ops(pipeline)
+        out += [o for o in found if o not in out]
     return out
+
+
+def _structure_keys(g: Graph) -> dict[Any, str]:
+    """A structural key for every node (op, attributes, type and the inputs' keys; leaves
+    by name), mapped to the node's op."""
+    keys: dict[Any, Any] = {}
+    out: dict[Any, str] = {}
+    for t in g.nodes:
+        if t.is_leaf:
+            keys[t] = (t.op, t.name)
+            continue
+        keys[t] = (t.op, repr(sorted(t.attrs.items())), t.shape, t.dtype,
+                   tuple(keys[i] for i in t.inputs))
+        out[keys[t]] = t.op
+    return out
+
+
+def probe_ops(pipeline: str, examples: int = 400, seed: int = 0, max_nodes: int = 10
+              ) -> list[str]:
+    """The ops a pipeline is seen to change, most often first: it runs (after
+    ``dead-outputs``, as compile does) on ``examples`` broad generated graphs with rows
+    read, and every node of its result that the input does not have, by structure, counts
+    for its op. Observed from the pass itself, for passes with no rewrite patterns to read
+    (``prune-rows``, a hand-written ``run``); errors while probing count nothing."""
+    seen: Counter[str] = Counter()
+
+    def one(data: st.DataObject) -> None:
+        g = data.draw(graphs(max_nodes=max_nodes, max_rank=3, families=ALL_FAMILIES,
+                             rows=True))
+        reads = data.draw(reads_for(g))
+        try:
+            _, rd = normalize_reads(g, reads)
+            head = PassManager(f"dead-outputs{{reads={rd.to_text()}}}").run(g)
+            after = PassManager(pipeline).run(head)
+        except Exception:
+            return
+        before = _structure_keys(head)
+        seen.update(op for key, op in _structure_keys(after).items() if key not in before)
+
+    test = settings(max_examples=examples, deadline=None, database=None,
+                    suppress_health_check=list(HealthCheck),
+                    phases=[Phase.generate])(given(data=st.data())(one))
+    hseed(seed)(test)()
+    return [op for op, _ in seen.most_common() if op in OP_TABLE
+            and OP_TABLE[op].family in ALL_FAMILIES]
 
 
 _KINDS = {"mismatch": "mismatches", "unsafe": "unsafe_plans", "missed": "missed",
