@@ -160,12 +160,15 @@ def test_plugin_profiles_change_graphc_tests_only(tmp_path: Path) -> None:
 
 
 def test_a_pass_without_patterns_is_aimed_at_the_ops_it_is_seen_to_change() -> None:
-    """prune-rows has no rewrite patterns to read: what it changes is observed by running
-    it on broad graphs (it adds get_rows, with constant row indices, before the ops it
-    narrows); dce adds nothing."""
+    """prune-rows has no rewrite patterns to read: what it rewrites is observed by running
+    it on broad graphs (the row-wise ops it narrows to the rows read); dce rewrites
+    nothing it keeps; a pass turning every sub into an add is seen rewriting sub."""
     from graphc.testing.fuzz import aim_for, probe_ops
 
-    seen = probe_ops("prune-rows", examples=60)
-    assert {"get_rows", "const"} <= set(seen[:3]), seen
-    assert probe_ops("dce", examples=60) == []
-    assert "get_rows" in aim_for("prune-rows")
+    seen = probe_ops("prune-rows", examples=100)
+    assert "matmul" in seen, seen
+    assert probe_ops("dce", examples=100) == []
+    import graphc.testing.wrong_passes  # noqa: F401  (registers wrong-sub-to-add)
+
+    assert probe_ops("wrong-sub-to-add", examples=100)[:1] == ["sub"]
+    assert aim_for("prune-rows") == probe_ops("prune-rows")

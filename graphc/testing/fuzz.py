@@ -223,28 +223,26 @@ def aim_for(pipeline: str, ops: Sequence[str] = (), families: Sequence[str] = ()
     return out
 
 
-def _structure_keys(g: Graph) -> dict[Any, str]:
-    """A structural key for every node (op, attributes, type and the inputs' keys; leaves
-    by name), mapped to the node's op."""
+def _structure_keys(g: Graph) -> dict[Any, Any]:
+    """A structural key for every node: op, attributes, type and the inputs' keys; leaves
+    by name."""
     keys: dict[Any, Any] = {}
-    out: dict[Any, str] = {}
     for t in g.nodes:
-        if t.is_leaf:
-            keys[t] = (t.op, t.name)
-            continue
-        keys[t] = (t.op, repr(sorted(t.attrs.items())), t.shape, t.dtype,
-                   tuple(keys[i] for i in t.inputs))
-        out[keys[t]] = t.op
-    return out
+        keys[t] = (t.op, t.name) if t.is_leaf else (
+            t.op, repr(sorted(t.attrs.items())), t.shape, t.dtype,
+            tuple(keys[i] for i in t.inputs))
+    return keys
 
 
 def probe_ops(pipeline: str, examples: int = 400, seed: int = 0, max_nodes: int = 10
               ) -> list[str]:
-    """The ops a pipeline is seen to change, most often first: it runs (after
+    """The ops a pipeline is seen to rewrite, most often first: it runs (after
     ``dead-outputs``, as compile does) on ``examples`` broad generated graphs with rows
-    read, and every node of its result that the input does not have, by structure, counts
-    for its op. Observed from the pass itself, for passes with no rewrite patterns to read
-    (``prune-rows``, a hand-written ``run``); errors while probing count nothing."""
+    read, and every node of its input that the result no longer has, by structure, while
+    it still has all of that node's inputs, counts for the node's op (the frontier of the
+    rewrite, not what merely sits downstream of it). Observed from the pass itself, for
+    passes with no rewrite patterns to read (``prune-rows``, a hand-written ``run``);
+    errors while probing count nothing."""
     seen: Counter[str] = Counter()
 
     def one(data: st.DataObject) -> None:
@@ -258,7 +256,9 @@ def probe_ops(pipeline: str, examples: int = 400, seed: int = 0, max_nodes: int 
         except Exception:
             return
         before = _structure_keys(head)
-        seen.update(op for key, op in _structure_keys(after).items() if key not in before)
+        kept = set(_structure_keys(after).values())
+        seen.update(t.op for t in head.nodes if not t.is_leaf and before[t] not in kept
+                    and all(i.is_leaf or before[i] in kept for i in t.inputs))
 
     test = settings(max_examples=examples, deadline=None, database=None,
                     suppress_health_check=list(HealthCheck),
