@@ -153,11 +153,6 @@ class LlamaRun:
     captures: dict[str, Capture] = field(default_factory=dict)
     results: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
-    @property
-    def logits(self) -> dict[str, np.ndarray]:
-        """The last asked row's logits after each step that returned logits."""
-        return {k: r["logits"] for k, r in self.results.items() if "logits" in r}
-
 
 def _llama() -> Any:
     need_llama()

@@ -368,32 +368,6 @@ def _summary(g: GraphSpec) -> str:
 
 
 # ---------------------------------------------------------------------------- ggml
-_EXTRA: dict[str, tuple[object, list[object]]] = {
-    "ggml_graph_overhead": (ctypes.c_size_t, []),
-    "ggml_backend_alloc_ctx_tensors": (_P, [_P, _P]),
-    "ggml_backend_buffer_free": (None, [_P]),
-    "ggml_backend_buffer_set_usage": (None, [_P, ctypes.c_int]),
-    "ggml_backend_sched_new": (_P, [ctypes.POINTER(_P), ctypes.POINTER(_P), ctypes.c_int,
-                                    ctypes.c_size_t, ctypes.c_bool, ctypes.c_bool]),
-    "ggml_backend_sched_free": (None, [_P]),
-    "ggml_backend_sched_reserve": (ctypes.c_bool, [_P, _P]),
-    "ggml_backend_sched_reset": (None, [_P]),
-    "ggml_backend_sched_alloc_graph": (ctypes.c_bool, [_P, _P]),
-    "ggml_backend_sched_graph_compute": (ctypes.c_int, [_P, _P]),
-    "ggml_backend_sched_set_eval_callback": (None, [_P, _P, _P]),
-}
-"""ggml functions :mod:`graphc.interop.ggml_abi` does not declare, declared here."""
-
-
-def _ggml() -> Any:
-    """``libggml-base`` with :data:`_EXTRA` declared too."""
-    b = lib().base
-    for name, (restype, argtypes) in _EXTRA.items():
-        fn = getattr(b, name)
-        fn.restype, fn.argtypes = restype, argtypes
-    return b
-
-
 def leaf_values(spec: GraphSpec, seed: int) -> dict[str, np.ndarray]:
     """The leaves' values (f32): standard normal inputs, weights scaled by 1/sqrt(cols);
     each drawn from ``seed`` and the leaf's name, so the same leaf gets the same values in
@@ -611,7 +585,7 @@ class _Session:
 
     def __init__(self, spec: PairSpec, via: Via) -> None:
         self.spec, self.via = spec, via
-        self.b = _ggml()
+        self.b = lib().base
         self.stack = ExitStack()
         self.keep: list[Recorder] = []
 

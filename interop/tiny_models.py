@@ -12,8 +12,8 @@ from when no real model is at hand (tests, the README's figures, ``graphc llama-
 - :func:`write_qwen35_mtp`: a ``qwen35`` hybrid (a gated-delta-net block, a full-attention
   block) with one multi-token-prediction block (``nextn``).
 
-:data:`TINY_ARCHS` maps each architecture name to its writer; :data:`TINY_LAYER_INPUTS`
-says which of them llama.cpp can hand back layer inputs for.
+:data:`TINY_ARCHS` maps each architecture name to its writer. Which host-read modes each
+supports is found out by running it (``graphc llama-check --all-modes``), not listed here.
 
 All tensors are F32; the vocabulary is the 256 bytes (``tokenizer.ggml.model = "llama"``
 with ``<0x00>`` .. ``<0xFF>``), so any byte string is a prompt. Files are written
@@ -357,12 +357,3 @@ TINY_ARCHS: dict[str, Callable[[str | Path], Path]] = {
     "gemma3": write_gemma3, "qwen3moe": write_qwen3moe, "deepseek2": write_deepseek2}
 """Architecture name -> writer of its tiny model (default sizes, seed 0)."""
 
-TINY_LAYER_INPUTS: dict[str, bool] = {
-    "qwen3": True, "qwen35": True, "llama": True, "gemma3": False, "qwen3moe": True,
-    "deepseek2": False}
-"""Whether llama.cpp (llama-cpp-python 0.3.36) hands back the inputs of layers 0 ..
-n_layer-1 of each tiny model (``llama_set_embeddings_layer_inp`` /
-``llama_get_embeddings_layer_inp``, measured). Where it does not, asking for any layer
-aborts the process in ``GGML_ASSERT(t_layer_inp[il] != nullptr)`` (exit 134); asking for
-layer ``n_layer`` aborts on every architecture. Embeddings with pooling none, mean, cls
-and last work on all of them."""

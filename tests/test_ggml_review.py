@@ -39,22 +39,8 @@ D, N = 8, 4
 
 
 def _base() -> ctypes.CDLL:
-    """ggml-base with the few extra functions these tests call declared."""
-    b = lib().base
-    extra: dict[str, tuple[object, list[object]]] = {
-        "ggml_clamp": (P, [P, P, F, F]),
-        "ggml_backend_sched_new": (P, [ctypes.POINTER(P), ctypes.POINTER(P), ctypes.c_int,
-                                       ctypes.c_size_t, ctypes.c_bool, ctypes.c_bool]),
-        "ggml_backend_sched_set_eval_callback": (None, [P, P, P]),
-        "ggml_backend_sched_alloc_graph": (ctypes.c_bool, [P, P]),
-        "ggml_backend_sched_graph_compute": (ctypes.c_int, [P, P]),
-        "ggml_backend_sched_free": (None, [P]),
-    }
-    for name, (restype, argtypes) in extra.items():
-        fn = getattr(b, name)
-        fn.restype = restype
-        fn.argtypes = argtypes
-    return b
+    """ggml-base, every function these tests call declared (by :mod:`ggml_abi`)."""
+    return lib().base
 
 
 class _Graph:

@@ -164,16 +164,6 @@ def test_a_partial_copy_is_a_read_of_those_bytes(gg: _Ggml) -> None:
 
 def _sched(gg: _Ggml, rec: Recorder) -> int:
     b = gg.b
-    for name, (restype, argtypes) in {
-        "ggml_backend_sched_new": (P, [ctypes.POINTER(P), ctypes.POINTER(P), ctypes.c_int,
-                                       ctypes.c_size_t, ctypes.c_bool, ctypes.c_bool]),
-        "ggml_backend_sched_set_eval_callback": (None, [P, P, P]),
-        "ggml_backend_sched_alloc_graph": (ctypes.c_bool, [P, P]),
-        "ggml_backend_sched_graph_compute": (ctypes.c_int, [P, P]),
-        "ggml_backend_sched_free": (None, [P]),
-    }.items():
-        fn = getattr(b, name)
-        fn.restype, fn.argtypes = restype, argtypes
     backends = (P * 1)(gg.backend)
     sched = int(b.ggml_backend_sched_new(backends, None, 1, 256, False, False))
     b.ggml_backend_sched_set_eval_callback(sched, ctypes.cast(rec.callback, P), None)
