@@ -13,14 +13,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from graphc.backends.reference import evaluate_node
-from graphc.passes.memory import MemoryPlan
 
+from graphc.backends.reference import evaluate_node
 from graphc.dtypes import to_numpy
 from graphc.errors import GraphError
 from graphc.executable import Executable
 from graphc.graph import Graph
 from graphc.ops import contiguous_strides
+from graphc.passes.memory import MemoryPlan
 from graphc.reads import Reads
 from graphc.tensor import Tensor
 

@@ -7,11 +7,10 @@ from typing import Any
 
 from graphc.backends.arena import ArenaExecutable
 from graphc.backends.sanitizer import SanitizedArenaExecutable
-from graphc.passes.memory import MemoryPlan
-from graphc.passes.prove import plan_and_prove
-
 from graphc.errors import GraphError
 from graphc.graph import Graph
+from graphc.passes.memory import MemoryPlan
+from graphc.passes.prove import plan_and_prove
 from graphc.reads import Reads
 
 

@@ -19,16 +19,16 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from graphc.backends.jax_lowering import lower, lower_nodes, lowering_for
-from graphc.passes.placement import DevicePlacement, place
-from graphc.passes.prove import plan_and_prove
 from jax.sharding import Mesh, NamedSharding, SingleDeviceSharding
 from jax.sharding import PartitionSpec as P
 
+from graphc.backends.jax_lowering import lower, lower_nodes, lowering_for
 from graphc.dtypes import to_numpy
 from graphc.errors import GraphError
 from graphc.executable import Executable
 from graphc.graph import Graph
+from graphc.passes.placement import DevicePlacement, place
+from graphc.passes.prove import plan_and_prove
 from graphc.reads import Reads
 from graphc.report import CompileReport
 from graphc.tensor import Tensor

@@ -48,16 +48,16 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np
+
 from graphc.backends.arena import ArenaExecutable, bytes_used
 from graphc.backends.reference import evaluate_node, rule_for
-from graphc.passes.aliasing import Violation
-from graphc.passes.memory import MemoryPlan, Placement
-
 from graphc.errors import AliasError, GraphError
 from graphc.executable import Executable
 from graphc.graph import Graph
 from graphc.naming import label
 from graphc.ops import MAX_REGION_BYTES, OP_TABLE
+from graphc.passes.aliasing import Violation
+from graphc.passes.memory import MemoryPlan, Placement
 from graphc.reads import Reads, ReadsArg, parse_reads
 from graphc.tensor import Tensor
 

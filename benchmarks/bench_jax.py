@@ -20,10 +20,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from graphc.examples.qwen import QwenConfig, build_main, init_params
-from graphc.examples.qwen_jax import jitted_forward
 
 import graphc as gc
+from graphc.models.qwen import QwenConfig, build_main, init_params
+from graphc.models.qwen_jax import jitted_forward
 from graphc.timing import interleaved_medians
 
 

@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
 from graphc.interop.ggml_import import check_import, import_capture
 from graphc.interop.ggml_oracle import move_every_node
 from graphc.interop.llama_check import judge

@@ -3,7 +3,7 @@
 Run: python benchmarks/bench_llama_match.py [--quick] [--json]
 
 For (a) seeded random weights of the default ``QwenConfig`` and (b) the trained checkpoint
-``examples/tiny_mtp.npz``, exports the model to GGUF (architecture qwen2, F32), runs
+``graphc/models/tiny_mtp.npz``, exports the model to GGUF (architecture qwen2, F32), runs
 llama.cpp (F32 KV cache, no flash attention, one thread) and graphc's NumPy reference
 backend on the same prompt, and prints per model: the prompt length, the largest
 ``|logit difference|`` over every prompt position, the same over the decode steps, whether
@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from graphc.examples.qwen import QwenConfig, init_params, load_weights
-from graphc.interop.llama_compare import compare_with_llama
 
 import graphc as gc
+from graphc.interop.llama_compare import compare_with_llama
+from graphc.models.qwen import QwenConfig, init_params, load_weights
 
-CHECKPOINT = Path(__file__).resolve().parent.parent / "examples" / "tiny_mtp.npz"
+CHECKPOINT = Path(__file__).resolve().parent.parent / "graphc" / "models" / "tiny_mtp.npz"
 PROMPT = (b"class Counter:\n    def __init__(self, name, start=0):\n        self.name = name\n"
           b"        self.count = start\n\n    def increment(self):\n        self.")
 
@@ -48,7 +48,7 @@ def _cases(quick: bool) -> list[tuple[str, dict[str, np.ndarray], QwenConfig, li
     if trained_cfg is None:
         raise gc.GraphError(f"{CHECKPOINT} has no stored config")
     prompt = PROMPT[-16:] if quick else PROMPT
-    cases.append(("trained (examples/tiny_mtp.npz)", params, trained_cfg, list(prompt),
+    cases.append(("trained (graphc/models/tiny_mtp.npz)", params, trained_cfg, list(prompt),
                   8 if quick else 64))
     # a shape the two above do not cover: vocab 1000 (no byte vocabulary), 4 query heads
     # per KV head, 3 layers, another eps and RoPE base, and norm weights that are not 1

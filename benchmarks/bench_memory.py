@@ -21,11 +21,11 @@ import statistics
 import time
 
 import numpy as np
-from graphc.examples.qwen import QwenConfig, build_main
+
+from graphc.models.qwen import QwenConfig, build_main
 from graphc.passes.aliasing import check_aliasing
 from graphc.passes.memory import plan_memory
 from graphc.passes.schedule import peak_bytes, schedule
-
 from graphc.testing.dags import random_branchy, unet_like
 
 

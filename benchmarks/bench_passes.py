@@ -17,10 +17,10 @@ import argparse
 from collections.abc import Callable
 
 import numpy as np
-from graphc.examples.qwen import QwenConfig, build_main
+
+from graphc.models.qwen import QwenConfig, build_main
 from graphc.passes import PassManager, cost, optimize_for_reads
 from graphc.passes.cost import human
-
 from graphc.timing import interleaved_medians
 
 PIPELINE = ("dead-outputs{reads=logits[-1]},prune-rows{reads=logits[-1]},fold,cse,dce")

@@ -21,10 +21,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from graphc.examples.qwen import QwenConfig, build_main, init_params
-from graphc.passes import cost
 
 import graphc as gc
+from graphc.models.qwen import QwenConfig, build_main, init_params
+from graphc.passes import cost
 from graphc.timing import interleaved_medians
 
 CASES = [("every output", None), ("h_pre_norm only", {"h_pre_norm": "all"}),

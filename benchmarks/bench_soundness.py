@@ -27,12 +27,12 @@ import statistics
 import time
 
 import numpy as np
-from graphc.examples.qwen import QwenConfig, build_main, init_params
 from hypothesis import HealthCheck, given, settings
 from hypothesis import seed as hseed
 from hypothesis import strategies as st
 
 import graphc as gc
+from graphc.models.qwen import QwenConfig, build_main, init_params
 from graphc.ops import OP_TABLE
 from graphc.testing.soundness import OUTCOMES, Tally, differential
 from graphc.testing.strategies import ALL_FAMILIES, graphs, reads_for

@@ -13,25 +13,25 @@ end (the strongest greedy baseline: no call waits for the host); ``--stream`` re
 call's tokens before the next call instead, as streaming output or a stop token needs.
 Models:
 
-- ``demo checkpoint``: the shipped trained tiny model (``examples/tiny_mtp.npz``) on the
+- ``demo checkpoint``: the shipped trained tiny model (``graphc/models/tiny_mtp.npz``) on the
   demo's prompt: real acceptance, but the MTP head is half as large as the 2-layer main
   model, so every draft costs half a greedy step;
 - ``demo checkpoint, light head``: the same model drafting with its light MTP head
   (``mtpl.*``: no attention, no KV cache, one SwiGLU FFN; ``python examples/train_tiny.py
-  --light-head-on examples/tiny_mtp.npz``), applied once to the last accepted pair and
+  --light-head-on graphc/models/tiny_mtp.npz``), applied once to the last accepted pair and
   k-1 more times to chain drafts;
 - ``demo checkpoint, MLP head``: the same model drafting with its MLP head (``mtpm.*``:
   one hidden layer on the post-norm hidden state, distilled from the main model;
-  ``python examples/train_tiny.py --mlp-head-on examples/tiny_mtp.npz``): two matmuls,
+  ``python examples/train_tiny.py --mlp-head-on graphc/models/tiny_mtp.npz``): two matmuls,
   a gather and an argmax per draft;
 - ``trained, 6 layers``: the same training recipe with a 6-layer main model
-  (``examples/tiny_mtp_6l.npz``; not in ``--quick``): real acceptance where the head is
+  (``graphc/models/tiny_mtp_6l.npz``; not in ``--quick``): real acceptance where the head is
   a sixth of the main model's layers, with its block head and (when the checkpoint has
   one) its MLP head;
 - ``larger, random``: 8 layers, d_model 512 (``--quick``: 4 layers, 256), seeded random
   weights: the main model dominates, but untrained drafts are rarely accepted;
 - ``larger, rigged``: the same sizes with weights under which every draft is right
-  (:func:`graphc.examples.speculative.rigged_params`): the ceiling at those sizes.
+  (:func:`graphc.models.speculative.rigged_params`): the ceiling at those sizes.
 
 ``--held-out`` instead runs the demo checkpoint's three heads at k = 1 and 4 on 8
 held-out prompts (:func:`held_out`), so the figures do not rest on the demo prompt alone.
@@ -61,9 +61,11 @@ from typing import Any
 
 import jax
 import numpy as np
-from graphc.examples.demo import PROMPT
-from graphc.examples.qwen import QwenConfig, init_params, load_weights, mlp_param_shapes
-from graphc.examples.speculative import (
+
+import graphc as gc
+from graphc.models.demo import PROMPT
+from graphc.models.qwen import QwenConfig, init_params, load_weights, mlp_param_shapes
+from graphc.models.speculative import (
     HEADS,
     Runner,
     greedy_generate,
@@ -71,14 +73,12 @@ from graphc.examples.speculative import (
     speculative_generate,
 )
 from graphc.passes import cost
-
-import graphc as gc
 from graphc.timing import interleaved_medians
 
-CHECKPOINT = Path(__file__).parent.parent / "examples" / "tiny_mtp.npz"
-DEEPER = Path(__file__).parent.parent / "examples" / "tiny_mtp_6l.npz"
+CHECKPOINT = Path(__file__).parent.parent / "graphc" / "models" / "tiny_mtp.npz"
+DEEPER = Path(__file__).parent.parent / "graphc" / "models" / "tiny_mtp_6l.npz"
 """The same recipe with a 6-layer main model (``python examples/train_tiny.py --layers 6
---out examples/tiny_mtp_6l.npz``): trained drafts on a main model that costs more than
+--out graphc/models/tiny_mtp_6l.npz``): trained drafts on a main model that costs more than
 its one-layer head."""
 
 
@@ -202,7 +202,7 @@ def held_out(quick: bool) -> None:
     held-out files, 48 new tokens; ``--quick``: 2 prompts, 16 tokens): per head and k,
     the median, lowest and highest speed-up over the prompts (each prompt's own median of
     alternating runs), the median decoding speed-up and the mean acceptance."""
-    from graphc.examples.study import held_out_prompts
+    from graphc.models.study import held_out_prompts
 
     params, cfg = load_weights(str(CHECKPOINT))
     assert cfg is not None

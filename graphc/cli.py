@@ -561,7 +561,7 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from graphc.examples.demo import run_demo
+    from graphc.models.demo import run_demo
 
     return run_demo(args)
 
@@ -707,7 +707,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="the main job: dead outputs, memory plan, the MTP "
                        "aliasing bug, speculative decoding")
-    from graphc.examples.demo import add_arguments
+    from graphc.models.demo import add_arguments
 
     add_arguments(d)
     d.set_defaults(func=_cmd_demo)

@@ -36,6 +36,9 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pydantic import BaseModel, ValidationError, model_validator
+
+from graphc.errors import GraphError
 from graphc.interop.ggml_abi import (
     FLAG_NAMES,
     FLAG_OUTPUT,
@@ -56,9 +59,6 @@ from graphc.interop.ggml_abi import (
 from graphc.interop.ggml_kernels import as_array, max_error, recompute, tolerance
 from graphc.interop.host_reads import HostCopy, HostReadWatch
 from graphc.passes.memory import Region
-from pydantic import BaseModel, ValidationError, model_validator
-
-from graphc.errors import GraphError
 
 
 class TensorRecord(BaseModel):

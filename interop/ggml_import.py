@@ -50,6 +50,8 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from graphc.errors import GraphError
+from graphc.graph import Graph
 from graphc.interop.capture import (
     BufferRecord,
     Capture,
@@ -59,12 +61,9 @@ from graphc.interop.capture import (
     structure,
 )
 from graphc.interop.ggml_abi import FLAG_OUTPUT
+from graphc.ops import OpError, contiguous_strides, infer
 from graphc.passes.aliasing import CONSERVATIVE_KINDS, Violation, check_aliasing
 from graphc.passes.memory import MemoryPlan, Placement, Region, fingerprint
-
-from graphc.errors import GraphError
-from graphc.graph import Graph
-from graphc.ops import OpError, contiguous_strides, infer
 from graphc.tensor import Tensor
 
 DTYPES = {"f32": "f32", "f16": "f16", "bf16": "bf16", "i32": "i32"}

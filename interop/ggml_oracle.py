@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+
 from graphc.interop.capture import capture_cgraph
 from graphc.interop.ggml_abi import TYPE_F32, InitParams, lib, tensor_at
 from graphc.interop.ggml_import import check_import, import_capture

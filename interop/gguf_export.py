@@ -1,6 +1,6 @@
 """graphc's Qwen example model as a GGUF file that llama.cpp loads and runs.
 
-:func:`export_gguf` writes the main model of :mod:`graphc.examples.qwen` (the MTP head's
+:func:`export_gguf` writes the main model of :mod:`graphc.models.qwen` (the MTP head's
 weights, if present, are left out) as llama.cpp architecture ``qwen2``, every tensor F32.
 The two models compute the same function:
 
@@ -42,9 +42,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from graphc.examples.qwen import QwenConfig, param_shapes
 
 import graphc as gc
+from graphc.models.qwen import QwenConfig, param_shapes
 
 __all__ = ["BYTE_VOCAB", "SPECIAL_IDS", "export_gguf", "gguf_tensors"]
 
@@ -131,7 +131,7 @@ def gguf_tensors(params: Mapping[str, np.ndarray], cfg: QwenConfig, *, arch: str
                  ) -> dict[str, np.ndarray]:
     """GGUF tensor name -> contiguous F32 array (NumPy shape ``(d_out, d_in)`` for a
     matrix), in the order they are written; every main-model weight of
-    :func:`~graphc.examples.qwen.param_shapes` is checked first (weights it does not name,
+    :func:`~graphc.models.qwen.param_shapes` is checked first (weights it does not name,
     such as the MTP head's, are ignored).
 
     Raises GraphError naming the first missing, misshapen or non-numeric weight, or an
@@ -240,7 +240,7 @@ def export_gguf(params: Mapping[str, np.ndarray], cfg: QwenConfig, path: str | o
     GGUF file of llama.cpp architecture ``arch``; return the path.
 
     Contract: llama.cpp run on the file with an F32 KV cache computes the same logits as
-    :func:`~graphc.examples.qwen.build_main` on the same token ids, up to float rounding
+    :func:`~graphc.models.qwen.build_main` on the same token ids, up to float rounding
     (see the module docstring for the mapping). Every weight is checked before anything
     is written. The file is written to a temporary file in the same folder and moved into
     place with ``os.replace``: a failed export leaves an earlier file at ``path`` as it was

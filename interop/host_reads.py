@@ -25,9 +25,8 @@ import ctypes
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from graphc.interop.ggml_abi import BackendBuffer, GetTensorFn, Ggml
-
 from graphc.errors import GraphError
+from graphc.interop.ggml_abi import BackendBuffer, GetTensorFn, Ggml
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from graphc.errors import GraphError
 from graphc.interop.capture import Capture, capture_cgraph
 from graphc.interop.ggml_import import Imported, check_import, import_capture
 from graphc.interop.host_reads import HostReadWatch
 from graphc.interop.llama_run import Mode, capture_llama_isolated
 from graphc.passes.aliasing import check_aliasing
 from graphc.passes.memory import MemoryPlan, plan_memory
-
-from graphc.errors import GraphError
 
 
 @dataclass

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from graphc.examples.qwen import QwenConfig, build_main, check_params, param_shapes
-from graphc.interop.gguf_export import export_gguf, gguf_tensors
-from graphc.interop.llama_run import quiet_log
 
 import graphc as gc
+from graphc.interop.gguf_export import export_gguf, gguf_tensors
+from graphc.interop.llama_run import quiet_log
+from graphc.models.qwen import QwenConfig, build_main, check_params, param_shapes
 
 __all__ = ["LlamaMatch", "compare_with_llama", "graphc_generate", "llama_generate"]
 
@@ -139,7 +139,7 @@ def llama_generate(gguf_path: str | Path, tokens: Sequence[int], n_generate: int
 def graphc_generate(params: Mapping[str, np.ndarray], cfg: QwenConfig, tokens: Sequence[int],
                     n_generate: int, *, backend: str = "reference"
                     ) -> tuple[np.ndarray, list[int]]:
-    """Run graphc's main model (:func:`~graphc.examples.qwen.build_main`) on ``backend``:
+    """Run graphc's main model (:func:`~graphc.models.qwen.build_main`) on ``backend``:
     one call over the prompt, then greedy decoding one token per call through the KV
     cache. Returns the same (logits, generated ids) as :func:`llama_generate`. Raises
     GraphError for a missing or misshapen weight or bad token ids."""

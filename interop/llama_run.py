@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from graphc.interop.capture import Capture, Recorder
-from graphc.interop.ggml_abi import need_llama
 
 from graphc.errors import GraphError
+from graphc.interop.capture import Capture, Recorder
+from graphc.interop.ggml_abi import need_llama
 
 KV_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 8}
 """KV-cache types ``--kv-type`` takes: ``enum ggml_type`` values."""

@@ -17,6 +17,7 @@ import ctypes
 from dataclasses import dataclass
 
 import numpy as np
+
 from graphc.interop.capture import Capture, capture_cgraph, watch_cgraph
 from graphc.interop.ggml_abi import TYPE_F32, InitParams, lib
 

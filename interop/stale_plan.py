@@ -38,13 +38,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
+
+from graphc.errors import GraphError
 from graphc.interop.capture import Capture, Finding, Recorder, capture_cgraph, watch_cgraph
 from graphc.interop.ggml_abi import TYPE_F32, InitParams, lib
 from graphc.interop.ggml_import import check_import
 from graphc.interop.llama_check import Verdict, judge
 from graphc.passes.aliasing import CONSERVATIVE_KINDS
-
-from graphc.errors import GraphError
 
 Via = Literal["gallocr", "sched"]
 EPS = 1e-6

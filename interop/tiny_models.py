@@ -28,18 +28,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from graphc.examples.qwen import QwenConfig
-from graphc.interop.ggml_abi import INSTALL
-from graphc.interop.gguf_export import add_byte_tokenizer, write_atomically
 
 from graphc.errors import GraphError
+from graphc.interop.ggml_abi import INSTALL
+from graphc.interop.gguf_export import add_byte_tokenizer, write_atomically
+from graphc.models.qwen import QwenConfig
 
 VOCAB = 256
 
 
 TINY = QwenConfig(vocab=VOCAB, max_ctx=256)
 """Default sizes of the tiny models (the ones ``../shared/notes/llama-cpp.md`` ran):
-:class:`~graphc.examples.qwen.QwenConfig`'s defaults, a byte vocabulary and a trained
+:class:`~graphc.models.qwen.QwenConfig`'s defaults, a byte vocabulary and a trained
 context (``max_ctx``) of 256."""
 
 KeyValue = bool | int | float | Sequence[int]

@@ -13,6 +13,7 @@ replacing nodes), :class:`RewritePattern` / :func:`rewrite_pattern` and
 
 from __future__ import annotations
 
+from graphc.graph import Graph
 from graphc.passes.aliasing import Violation, assert_safe, check_aliasing
 from graphc.passes.base import PASSES, Pass, function_pass, make_pass, register_pass
 from graphc.passes.cost import CostReport, cost
@@ -33,8 +34,6 @@ from graphc.passes.rewrite import (
 )
 from graphc.passes.row_pruning import prune_rows
 from graphc.passes.schedule import peak_bytes, schedule
-
-from graphc.graph import Graph
 from graphc.reads import Reads, ReadsArg, normalize_reads
 
 

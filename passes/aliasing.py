@@ -55,12 +55,12 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 import numpy as np
-from graphc.passes.memory import MemoryPlan, Placement, fingerprint
 
 from graphc.errors import AliasError, GraphError
 from graphc.graph import Graph
 from graphc.naming import label
 from graphc.ops import MAX_REGION_BYTES, OP_TABLE, contiguous_strides, view_layout
+from graphc.passes.memory import MemoryPlan, Placement, fingerprint
 from graphc.reads import ReadsArg, parse_reads
 from graphc.tensor import Tensor
 

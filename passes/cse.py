@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from graphc.graph import Graph
 from graphc.passes.base import function_pass
 from graphc.passes.rewrite import Rebuilder
-
-from graphc.graph import Graph
 from graphc.tensor import Tensor
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from graphc.passes.base import Pass, function_pass, register_pass
-from graphc.passes.rewrite import Rebuilder, live_nodes
-
 from graphc.errors import GraphError
 from graphc.graph import Graph
+from graphc.passes.base import Pass, function_pass, register_pass
+from graphc.passes.rewrite import Rebuilder, live_nodes
 from graphc.reads import ReadsArg, normalize_reads
 from graphc.tensor import Tensor
 

@@ -40,6 +40,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
+
+from graphc.errors import GraphError
 from graphc.passes.canonical import (
     C_NODES,
     C_STOP,
@@ -53,8 +55,6 @@ from graphc.passes.canonical import (
     set_clock,
 )
 from graphc.passes.intervals import Buffer, height, max_live
-
-from graphc.errors import GraphError
 
 Status = Literal["optimal", "fits", "best-found"]
 Method = Literal["search", "cp-sat"]

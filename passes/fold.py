@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from graphc.graph import Graph
 from graphc.passes.base import function_pass
 from graphc.passes.rewrite import Rebuilder, RewritePattern, apply_patterns, rewrite_pattern
-
-from graphc.graph import Graph
 from graphc.tensor import Tensor
 
 # Each pattern sees a node whose operands are already folded, and returns the tensor to use

@@ -8,11 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from graphc.passes.base import Pass, make_pass
-from graphc.passes.rewrite import gc_paused
-
 from graphc.errors import GraphError
 from graphc.graph import Graph
+from graphc.passes.base import Pass, make_pass
+from graphc.passes.rewrite import gc_paused
 from graphc.reads import Reads, parse_reads
 from graphc.text import to_text
 from graphc.verifier import verify

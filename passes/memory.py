@@ -45,13 +45,12 @@ from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Literal
 
-from graphc.passes.exact import solve
-from graphc.passes.intervals import Buffer
-
 from graphc.errors import GraphError
 from graphc.graph import Graph
 from graphc.naming import label, ssa_names
 from graphc.ops import OP_TABLE, contiguous_strides, view_layout
+from graphc.passes.exact import solve
+from graphc.passes.intervals import Buffer
 from graphc.reads import ReadsArg, parse_reads
 from graphc.tensor import Tensor
 

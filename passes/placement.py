@@ -6,10 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from graphc.passes.cost import node_flops
-
 from graphc.errors import GraphError
 from graphc.graph import Graph
+from graphc.passes.cost import node_flops
 from graphc.tensor import Tensor
 
 SPLITS = ("layer", "tensor")

@@ -14,13 +14,13 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from graphc.passes.memory import MemoryPlan, Placement, fingerprint
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from graphc.errors import GraphError
 from graphc.fileio import atomic_write_text
 from graphc.graph import Graph
 from graphc.naming import ssa_names
+from graphc.passes.memory import MemoryPlan, Placement, fingerprint
 from graphc.tensor import Tensor
 
 PLAN_SCHEMA_VERSION: Literal[1] = 1

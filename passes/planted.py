@@ -24,9 +24,8 @@ import math
 import random
 from dataclasses import dataclass
 
-from graphc.passes.intervals import Buffer
-
 from graphc.errors import GraphError
+from graphc.passes.intervals import Buffer
 
 
 @dataclass(frozen=True)

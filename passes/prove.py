@@ -9,11 +9,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from graphc.graph import Graph
 from graphc.passes.aliasing import assert_safe
 from graphc.passes.memory import MemoryPlan, plan_memory
 from graphc.passes.schedule import schedule as make_order
-
-from graphc.graph import Graph
 from graphc.reads import ReadsArg
 
 PLAN_TIME_LIMIT = 2.0

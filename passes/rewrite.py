@@ -38,11 +38,10 @@ from contextlib import contextmanager
 from types import MappingProxyType
 from typing import Any
 
-from graphc.passes.base import Pass, register_pass
-
 from graphc.errors import GraphError
 from graphc.graph import Graph
 from graphc.ops import OP_TABLE
+from graphc.passes.base import Pass, register_pass
 from graphc.tensor import LEAF_OPS, Tensor
 from graphc.verifier import verify as verify_graph
 

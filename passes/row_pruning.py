@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from graphc.passes.base import Pass, register_pass
-from graphc.passes.rewrite import Rebuilder
-
 from graphc.graph import Graph
 from graphc.ops import OP_TABLE, Mode
+from graphc.passes.base import Pass, register_pass
+from graphc.passes.rewrite import Rebuilder
 from graphc.reads import Reads, ReadsArg, normalize_reads
 from graphc.tensor import Tensor
 

@@ -18,11 +18,10 @@ from __future__ import annotations
 from collections import deque
 from functools import cache
 
-from graphc.passes.memory import arena_lower_bound, kept_after_run
-
 from graphc.errors import GraphError
 from graphc.graph import Graph
 from graphc.ops import OP_TABLE
+from graphc.passes.memory import arena_lower_bound, kept_after_run
 from graphc.reads import ReadsArg
 from graphc.tensor import Tensor
 

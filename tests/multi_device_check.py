@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import jax
 import numpy as np
-from graphc.examples.qwen import QwenConfig, build_main, init_params
 
 import graphc as gc
+from graphc.models.qwen import QwenConfig, build_main, init_params
 
 
 def main() -> None:

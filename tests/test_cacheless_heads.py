@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from graphc.examples.qwen import (
+
+import graphc as gc
+from graphc.models.qwen import (
     MlpMtpHead,
     QwenConfig,
     build_light_mtp,
@@ -27,7 +29,7 @@ from graphc.examples.qwen import (
     mlp_width,
     save_weights,
 )
-from graphc.examples.speculative import (
+from graphc.models.speculative import (
     Runner,
     build_greedy,
     build_prefill,
@@ -39,9 +41,7 @@ from graphc.examples.speculative import (
 )
 from graphc.passes import check_aliasing, plan_memory
 
-import graphc as gc
-
-SHIPPED = Path(__file__).parents[1] / "examples" / "tiny_mtp.npz"
+SHIPPED = Path(__file__).parents[1] / "graphc" / "models" / "tiny_mtp.npz"
 CFG = QwenConfig(vocab=48, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ffn=64,
                  max_ctx=48)
 HEAD_SHAPES: dict[str, Callable[[QwenConfig], dict[str, tuple[int, ...]]]] = {
@@ -251,7 +251,7 @@ def test_head_on_the_trained_checkpoint(head: str) -> None:
     loss = f"held_out_mtp_{head}"
     assert record[loss] < record[loss + "_init"] - 2.0
     assert "held_out_mtp_pre" in info and "held_out_main" in info  # the old keys stay
-    from graphc.examples.train_tiny import corpus, evaluate_head
+    from graphc.models.train_tiny import corpus, evaluate_head
 
     _, held, digest, _ = corpus()
     if digest == record["corpus_sha256"]:  # the recorded figures are what evaluation gives
@@ -275,7 +275,7 @@ def test_head_on_the_trained_checkpoint(head: str) -> None:
 
 @pytest.mark.parametrize("head", HEADS)
 def test_training_option_trains_only_that_head(head: str, tmp_path: Path) -> None:
-    from graphc.examples.train_tiny import add_head
+    from graphc.models.train_tiny import add_head
 
     cfg = QwenConfig(vocab=256, d_model=32, n_layers=1, n_heads=4, n_kv_heads=2, d_ffn=48,
                      max_ctx=16)
@@ -308,7 +308,7 @@ def test_demo_picks_and_checks_the_head() -> None:
     the demo's own options."""
     from argparse import Namespace
 
-    from graphc.examples.demo import pick_head
+    from graphc.models.demo import pick_head
 
     with_mlp = init_params(CFG, seed=2, mtp=True, mlp=True)
     without = init_params(CFG, seed=2, mtp=True)
@@ -342,7 +342,7 @@ def test_demo_with_a_single_new_token(capsys: pytest.CaptureFixture[str]) -> Non
 def test_mlp_width_is_chosen_at_training_and_stored(tmp_path: Path) -> None:
     """``--mlp-width``: the MLP head's hidden width goes into the checkpoint's config, so
     the graphs built from that config fit the trained arrays."""
-    from graphc.examples.train_tiny import add_head
+    from graphc.models.train_tiny import add_head
 
     cfg = QwenConfig(vocab=256, d_model=32, n_layers=1, n_heads=4, n_kv_heads=2, d_ffn=48,
                      max_ctx=32)
@@ -370,8 +370,9 @@ def test_distillation_targets_against_a_pair_by_pair_oracle() -> None:
     then for every pair t and depth j the head computed pair by pair in NumPy from the
     true tokens t+1..t+j, compared with the main model's distribution at position t+j."""
     import jax.numpy as jnp
-    from graphc.examples.qwen import build_main
-    from graphc.examples.train_tiny import make_mlp_loss
+
+    from graphc.models.qwen import build_main
+    from graphc.models.train_tiny import make_mlp_loss
 
     seq, depth = 12, 3
     params = init_params(CFG, seed=9, mlp=True)

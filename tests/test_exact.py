@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from graphc.errors import GraphError
 from graphc.passes.exact import Solution, greedy_by_size, solve
 from graphc.passes.intervals import (
     Buffer,
@@ -17,8 +19,6 @@ from graphc.passes.intervals import (
     read_intervals,
     write_intervals,
 )
-
-from graphc.errors import GraphError
 
 # the shared data sits beside the repository
 MINIMALLOC = Path(__file__).resolve().parents[2] / "shared" / "data" / "minimalloc"

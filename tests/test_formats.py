@@ -6,11 +6,11 @@ import json
 import math
 
 import pytest
-from graphc.examples.quickstart import build_toy
 from hypothesis import given
 from hypothesis import strategies as st
 
 import graphc as gc
+from graphc.examples.quickstart import build_toy
 from graphc.testing.strategies import graphs
 
 TOY = """\

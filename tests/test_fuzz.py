@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from graphc.passes import Pass, check_aliasing, cse, dce, fold, register_pass
-from graphc.passes.rewrite import Rebuilder
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import graphc as gc
 from graphc.cli import main
+from graphc.passes import Pass, check_aliasing, cse, dce, fold, register_pass
+from graphc.passes.rewrite import Rebuilder
 from graphc.testing.fuzz import replay, run_fuzz
 from graphc.testing.oracles import assert_equivalent, assert_pass_preserves
 from graphc.testing.strategies import graphs, plans, reads_for

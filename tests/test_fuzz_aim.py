@@ -10,11 +10,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from graphc.passes import PassError, PassManager, cse
 from hypothesis import HealthCheck, given, settings
 
 import graphc as gc
 from graphc.cli import main
+from graphc.passes import PassError, PassManager, cse
 from graphc.testing import wrong_passes
 from graphc.testing.data import domain_feeds
 from graphc.testing.fuzz import run_fuzz

@@ -16,6 +16,8 @@ import pytest
 
 pytest.importorskip("llama_cpp")
 
+import graphc as gc
+from graphc.cli import main
 from graphc.interop import ggml_abi
 from graphc.interop.capture import Capture, capture_cgraph
 from graphc.interop.ggml_abi import TYPE_F32, InitParams, lib
@@ -25,9 +27,6 @@ from graphc.interop.llama_check import judge
 from graphc.interop.llama_run import Mode, capture_llama
 from graphc.interop.seed import TAP, seed_graph
 from graphc.interop.tiny_models import write_qwen3, write_qwen35_mtp
-
-import graphc as gc
-from graphc.cli import main
 
 PROMPT = list(b"graphc!!")
 

@@ -26,13 +26,12 @@ import pytest
 
 pytest.importorskip("llama_cpp")
 
+import graphc as gc
+from graphc.cli import main
 from graphc.interop.capture import Capture, Recorder, capture_cgraph
 from graphc.interop.ggml_abi import TYPE_F32, InitParams, lib, tensor_at
 from graphc.interop.ggml_import import check_import, import_capture
 from graphc.interop.seed import seed_graph
-
-import graphc as gc
-from graphc.cli import main
 
 P, F = ctypes.c_void_p, ctypes.c_float
 D, N = 8, 4

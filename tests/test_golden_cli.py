@@ -37,11 +37,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from graphc.passes.aliasing import KINDS
-from graphc.passes.memory import fingerprint
 
 from graphc.cli import main
 from graphc.fileio import read_graph
+from graphc.passes.aliasing import KINDS
+from graphc.passes.memory import fingerprint
 
 HERE = Path(__file__).parent
 GOLDEN_DIRS = (HERE / "golden_cli", HERE / "golden_diag")

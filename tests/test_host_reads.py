@@ -18,6 +18,7 @@ import pytest
 
 pytest.importorskip("llama_cpp")
 
+from graphc.cli import main
 from graphc.interop.capture import Capture, Recorder, capture_cgraph, watch_cgraph
 from graphc.interop.ggml_abi import TYPE_F32, InitParams, lib, library_paths, mapped_library
 from graphc.interop.ggml_import import check_import, import_capture
@@ -25,8 +26,6 @@ from graphc.interop.llama_check import judge
 from graphc.interop.llama_run import Mode, capture_llama
 from graphc.interop.seed import seed_graph
 from graphc.interop.tiny_models import TINY, write_llama, write_qwen3
-
-from graphc.cli import main
 
 PROMPT = list(b"graphc!!")
 P = ctypes.c_void_p
@@ -251,7 +250,7 @@ def test_a_batch_split_into_ubatches_is_one_capture_per_graph(llama_path: Path) 
 
 def test_a_quantized_kv_cache_is_imported_at_byte_granularity(tmp_path: Path) -> None:
     """q8_0 / q4_0 rows are 34 / 18 bytes: views start inside 4-byte words."""
-    from graphc.examples.qwen import QwenConfig
+    from graphc.models.qwen import QwenConfig
 
     path = write_qwen3(tmp_path / "h32.gguf", QwenConfig(vocab=256, max_ctx=256, n_heads=2,
                                                          n_kv_heads=1))

@@ -7,6 +7,9 @@ import itertools
 from pathlib import Path
 
 import pytest
+
+from graphc.cli import main
+from graphc.errors import GraphError
 from graphc.passes.exact import greedy_by_size, solve
 from graphc.passes.intervals import (
     Buffer,
@@ -16,9 +19,6 @@ from graphc.passes.intervals import (
     read_intervals,
     write_intervals,
 )
-
-from graphc.cli import main
-from graphc.errors import GraphError
 
 # MiniMalloc's README example, benchmarks/examples/input.12.csv in its repository
 EXAMPLE = """id,lower,upper,size

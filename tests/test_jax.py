@@ -12,13 +12,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from graphc.backends import jax_lowering
-from graphc.examples.qwen import QwenConfig, build_main, init_params
 from hypothesis import assume, given, note, settings
 from hypothesis import strategies as st
 
 import graphc as gc
+from graphc.backends import jax_lowering
 from graphc.dtypes import to_numpy
+from graphc.models.qwen import QwenConfig, build_main, init_params
 from graphc.testing.data import random_feeds
 from graphc.testing.strategies import graphs
 from tests.test_ops import CASES

@@ -21,14 +21,13 @@ import pytest
 llama_cpp = pytest.importorskip("llama_cpp")
 gguf = pytest.importorskip("gguf")
 
-from graphc.examples.qwen import QwenConfig, init_params, load_weights  # noqa: E402
+import graphc as gc  # noqa: E402
 from graphc.interop.gguf_export import export_gguf, gguf_tensors  # noqa: E402
 from graphc.interop.llama_compare import compare_with_llama  # noqa: E402
-
-import graphc as gc  # noqa: E402
+from graphc.models.qwen import QwenConfig, init_params, load_weights  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-CHECKPOINT = ROOT / "examples" / "tiny_mtp.npz"
+CHECKPOINT = ROOT / "graphc" / "models" / "tiny_mtp.npz"
 TOL = 1e-4
 
 

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from graphc.backends.reference import RULES
-from graphc.examples.qwen import QwenConfig, build_main, init_params
-from graphc.passes.aliasing import CONSERVATIVE_KINDS, KINDS, check_aliasing
-from graphc.passes.memory import MemoryPlan, plan_memory
-from graphc.passes.schedule import SCHEDULES, peak_bytes, schedule
 from hypothesis import assume, given, note
 
 import graphc as gc
+from graphc.backends.reference import RULES
 from graphc.cli import main
+from graphc.models.qwen import QwenConfig, build_main, init_params
+from graphc.passes.aliasing import CONSERVATIVE_KINDS, KINDS, check_aliasing
+from graphc.passes.memory import MemoryPlan, plan_memory
+from graphc.passes.schedule import SCHEDULES, peak_bytes, schedule
 from graphc.testing.dags import random_branchy, unet_like
 from graphc.testing.mutations import moved
 from graphc.testing.soundness import Tally, differential, judge

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from graphc.examples.qwen import (
+
+import graphc as gc
+from graphc.cli import main
+from graphc.models.qwen import (
     QwenConfig,
     build_main,
     build_mtp,
@@ -18,7 +21,7 @@ from graphc.examples.qwen import (
     param_shapes,
     save_weights,
 )
-from graphc.examples.speculative import (
+from graphc.models.speculative import (
     Runner,
     build_round,
     greedy_generate,
@@ -27,10 +30,7 @@ from graphc.examples.speculative import (
 )
 from graphc.passes import check_aliasing, plan_memory
 
-import graphc as gc
-from graphc.cli import main
-
-SHIPPED = Path(__file__).parents[1] / "examples" / "tiny_mtp.npz"
+SHIPPED = Path(__file__).parents[1] / "graphc" / "models" / "tiny_mtp.npz"
 CFG = QwenConfig(vocab=48, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ffn=64,
                  max_ctx=48)
 

@@ -10,12 +10,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from graphc.backends.reference import RULES
-from graphc.passes.cost import cost, node_bytes, node_flops
-from graphc.passes.row_pruning import prune_rows
 from hypothesis import HealthCheck, Phase, find, settings
 
 import graphc as gc
+from graphc.backends.reference import RULES
 from graphc.ops import (
     FREE,
     OP_TABLE,
@@ -28,6 +26,8 @@ from graphc.ops import (
     register,
     unregister,
 )
+from graphc.passes.cost import cost, node_bytes, node_flops
+from graphc.passes.row_pruning import prune_rows
 from graphc.tensor import Shape
 from graphc.testing.strategies import FAMILY_OPS, graphs
 from tests.test_ops import CASES

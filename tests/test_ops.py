@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from graphc.backends.reference import RULES
 
 import graphc as gc
+from graphc.backends.reference import RULES
 
 RNG = np.random.default_rng(0)
 

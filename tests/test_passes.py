@@ -12,7 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from graphc.examples.qwen import QwenConfig, build_main
+from hypothesis import given, note
+from hypothesis import strategies as st
+
+import graphc as gc
+from graphc.cli import main
+from graphc.models.qwen import QwenConfig, build_main
 from graphc.passes import (
     PASSES,
     Pass,
@@ -28,11 +33,6 @@ from graphc.passes import (
     prune_rows,
     register_pass,
 )
-from hypothesis import given, note
-from hypothesis import strategies as st
-
-import graphc as gc
-from graphc.cli import main
 from graphc.testing.data import random_feeds
 from graphc.testing.strategies import graphs
 

@@ -10,12 +10,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from graphc.passes.exact import Progress, solve
-from graphc.passes.intervals import check_solution, max_live, read_intervals
-from graphc.passes.planted import planted
 
 from graphc.cli import main
 from graphc.errors import GraphError
+from graphc.passes.exact import Progress, solve
+from graphc.passes.intervals import check_solution, max_live, read_intervals
+from graphc.passes.planted import planted
 
 
 @pytest.mark.parametrize("n", [1, 7, 100, 300])

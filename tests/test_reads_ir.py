@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from graphc.examples.quickstart import build_toy
-from graphc.passes import PassManager, dead_outputs, prune_rows
 from hypothesis import given, note
 from hypothesis import strategies as st
 
 import graphc as gc
+from graphc.examples.quickstart import build_toy
+from graphc.passes import PassManager, dead_outputs, prune_rows
 from graphc.testing.data import random_feeds
 from graphc.testing.strategies import ALL_FAMILIES, graphs, reads_for
 

@@ -17,6 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
+
+import graphc as gc
 from graphc.passes import (
     PASSES,
     Pass,
@@ -31,9 +34,6 @@ from graphc.passes import (
     rewrite_pattern,
 )
 from graphc.passes import rewrite as rewrite_module
-from hypothesis import settings
-
-import graphc as gc
 from graphc.testing import assert_pass_preserves
 
 FLOATS = ("f32", "f16", "bf16")

@@ -8,13 +8,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from graphc.backends.arena import ArenaExecutable
-from graphc.backends.sanitizer import SanitizedArenaExecutable, SanitizeResult, sanitize
-from graphc.examples.qwen import QwenConfig, build_main, init_params
-from graphc.passes.aliasing import Violation
-from graphc.passes.memory import MemoryPlan, Placement, plan_memory
 
 import graphc as gc
+from graphc.backends.arena import ArenaExecutable
+from graphc.backends.sanitizer import SanitizedArenaExecutable, SanitizeResult, sanitize
+from graphc.models.qwen import QwenConfig, build_main, init_params
+from graphc.passes.aliasing import Violation
+from graphc.passes.memory import MemoryPlan, Placement, plan_memory
 from graphc.reads import Reads
 from graphc.testing.mutations import moved
 

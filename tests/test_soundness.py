@@ -13,15 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from graphc.examples.qwen import QwenConfig, build_main, init_params
-from graphc.passes.aliasing import check_aliasing
-from graphc.passes.memory import STRATEGIES, MemoryPlan, plan_memory
-from graphc.passes.plan_io import load_plan, plan_from_json, plan_to_json, save_plan
 from hypothesis import assume, given, note
 from hypothesis import strategies as st
 
 import graphc as gc
 from graphc.cli import main
+from graphc.models.qwen import QwenConfig, build_main, init_params
+from graphc.passes.aliasing import check_aliasing
+from graphc.passes.memory import STRATEGIES, MemoryPlan, plan_memory
+from graphc.passes.plan_io import load_plan, plan_from_json, plan_to_json, save_plan
 from graphc.testing.data import random_feeds
 from graphc.testing.mutations import MUTATIONS, moved, mutate_plan
 from graphc.testing.soundness import judge, reference_runs

@@ -1,4 +1,4 @@
-"""Review of ``graphc.examples.speculative``: cases an independent review built against
+"""Review of ``graphc.models.speculative``: cases an independent review built against
 its claims. The room rule was too strict (fixed); the near-tie divergence is inherent to
 verifying k+1 rows in one pass, so the claim now says "up to float32 near-ties" and the
 test checks that a divergence is exactly such a tie."""
@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from graphc.examples.qwen import QwenConfig, build_main, init_params, param_shapes
-from graphc.examples.speculative import Runner, greedy_generate, speculative_generate
 
 import graphc as gc
+from graphc.models.qwen import QwenConfig, build_main, init_params, param_shapes
+from graphc.models.speculative import Runner, greedy_generate, speculative_generate
 
 
 def _h_post(cfg: QwenConfig, params: dict[str, np.ndarray], backend: str, k: int

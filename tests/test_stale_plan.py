@@ -19,6 +19,7 @@ import pytest
 
 pytest.importorskip("llama_cpp")
 
+from graphc.errors import GraphError
 from graphc.interop.stale_plan import (
     PAIRS,
     GraphSpec,
@@ -32,8 +33,6 @@ from graphc.interop.stale_plan import (
     restructured,
     run_pair,
 )
-
-from graphc.errors import GraphError
 
 VIAS: tuple[Via, ...] = ("gallocr", "sched")
 SEEDS = range(30)

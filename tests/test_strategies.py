@@ -10,15 +10,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from graphc.examples.qwen import QwenConfig, build_main
-from graphc.passes.memory import MemoryPlan, plan_memory
 from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 
 import graphc as gc
 import graphc.testing.mutations as mutations_module
 from graphc.graph import Graph
+from graphc.models.qwen import QwenConfig, build_main
 from graphc.ops import OP_TABLE
+from graphc.passes.memory import MemoryPlan, plan_memory
 from graphc.testing import strategies
 from graphc.testing.data import index_bounds, random_feeds
 from graphc.testing.mutations import MUTATIONS, Mutant, mutate_plan

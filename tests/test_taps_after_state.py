@@ -12,13 +12,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from graphc.backends.sanitizer import SanitizedArenaExecutable, sanitize
-from graphc.passes.aliasing import check_aliasing
-from graphc.passes.memory import MemoryPlan, late_taps, plan_memory
 from hypothesis import find, given, note
 from hypothesis import strategies as st
 
 import graphc as gc
+from graphc.backends.sanitizer import SanitizedArenaExecutable, sanitize
+from graphc.passes.aliasing import check_aliasing
+from graphc.passes.memory import MemoryPlan, late_taps, plan_memory
 from graphc.reads import Reads
 from graphc.testing.data import random_feeds
 from graphc.testing.mutations import moved

@@ -18,6 +18,7 @@ import pytest
 pytest.importorskip("llama_cpp")
 
 import llama_cpp as L
+
 from graphc.interop.llama_run import quiet_log
 from graphc.interop.tiny_models import TINY_ARCHS, VOCAB, write_gemma3
 

@@ -10,8 +10,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
+import graphc as gc
 from graphc.backends.jax_lowering import lower
-from graphc.examples.qwen import (
+from graphc.cli import main
+from graphc.models.qwen import (
     QwenConfig,
     build_main,
     check_params,
@@ -19,9 +22,9 @@ from graphc.examples.qwen import (
     load_info,
     load_weights,
 )
-from graphc.examples.qwen_jax import forward
-from graphc.examples.study import head_params, run_study
-from graphc.examples.train_tiny import (
+from graphc.models.qwen_jax import forward
+from graphc.models.study import head_params, run_study
+from graphc.models.train_tiny import (
     CONFIG,
     corpus,
     evaluate,
@@ -31,12 +34,9 @@ from graphc.examples.train_tiny import (
     windows,
 )
 
-import graphc as gc
-from graphc.cli import main
-
 SMALL = QwenConfig(vocab=256, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ffn=48,
                    max_ctx=16)
-SHIPPED = Path(__file__).parent.parent / "examples" / "tiny_mtp.npz"
+SHIPPED = Path(__file__).parent.parent / "graphc" / "models" / "tiny_mtp.npz"
 
 
 def _ce(logits: jax.Array, y: jax.Array) -> jax.Array:
@@ -137,7 +137,7 @@ def test_graph_error_for_a_bad_checkpoint(tmp_path: Path) -> None:
     np.savez(bad, embed=np.zeros((2, 2), np.float32))
     assert main(["demo", "--weights", str(bad)]) == 2
     with pytest.raises(gc.GraphError, match="no stored config"):
-        from graphc.examples.demo import _model
+        from graphc.models.demo import _model
 
         class A:
             weights, random = str(bad), False

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from graphc.passes.aliasing import Violation
-from graphc.passes.memory import MemoryPlan, lifetimes
-
 from graphc.graph import Graph
 from graphc.naming import label
+from graphc.passes.aliasing import Violation
+from graphc.passes.memory import MemoryPlan, lifetimes
 from graphc.tensor import Tensor
 
 
